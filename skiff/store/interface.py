@@ -31,7 +31,7 @@ class KeyNotFound(StoreError):
 class RevisionConflict(StoreError):
     """The key's mod_revision is not the one the caller expected."""
 
-    def __init__(self, key: str, current: "KeyValue"):
+    def __init__(self, key: str, current: KeyValue):
         super().__init__(key)
         self.current = current
 

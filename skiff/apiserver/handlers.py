@@ -1,0 +1,481 @@
+"""The REST handlers: one entry point per request that parses the path and dispatches on the verb."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from skiff.api import errors, managedfields, meta, patch, tables
+from skiff.api.errors import APIError
+from skiff.api.resources import ResourceInfo, lookup
+from skiff.api.selectors import selector_string
+from skiff.api.validation import structure
+from skiff.apiserver import bodies, fieldprune
+from skiff.apiserver.registry import Registry, make_selection
+
+if TYPE_CHECKING:
+    from skiff.apiserver.server import APIServer
+
+log = logging.getLogger("skiff.apiserver")
+
+
+@dataclass
+class Target:
+    info: ResourceInfo
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_target(group: str, version: str, rest: str) -> Target:
+    parts = [p for p in rest.split("/") if p]
+    namespace = None
+    if parts and parts[0] == "namespaces" and len(parts) >= 3 and not (len(parts) == 3 and
+                                                                       parts[2] in ("status", "finalize")):
+        namespace = parts[1]
+        parts = parts[2:]
+    if not parts:
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    info = lookup(group, version, parts[0])
+    if info is None:
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    name = parts[1] if len(parts) > 1 else None
+    sub = parts[2] if len(parts) > 2 else None
+    if len(parts) > 3 or (sub is not None and sub not in info.subresources):
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    if info.namespaced is False and namespace is not None:
+        raise APIError(404, "NotFound", "the server could not find the requested resource")
+    return Target(info, namespace, name, sub)
+
+
+def _bool(q: str | None) -> bool:
+    return (q or "").lower() in ("1", "true")
+
+
+class ResourceHandler:
+    def __init__(self, server: APIServer):
+        self.server = server
+        self.registry: Registry = server.registry
+
+    async def handle(self, request: web.Request, group: str, version: str, rest: str) -> web.StreamResponse:
+        t = parse_target(group, version, rest)
+        m = request.method
+        q = request.query
+        if t.subresource in ("log", "exec", "attach", "portforward"):
+            return await self.server.node_proxy.handle(request, t)
+        if t.name is None:
+            if m == "GET":
+                if _bool(q.get("watch")):
+                    return await self.watch(request, t)
+                return await self.list(request, t)
+            if m == "POST":
+                return await self.create(request, t)
+            if m == "DELETE":
+                return await self.delete_collection(request, t)
+            raise errors.method_not_allowed()
+        if t.subresource == "scale":
+            return await self.scale(request, t)
+        if t.subresource == "binding":
+            return await self.binding(request, t)
+        if m == "GET":
+            if _bool(q.get("watch")):
+                return await self.watch(request, t)
+            obj = await self.registry.get(t.info, t.namespace, t.name)
+            if bodies.wants_table(request) and t.subresource is None:
+                return self._table_response(t.info, [obj], obj["metadata"]["resourceVersion"], request)
+            return bodies.json_response(obj)
+        if m == "PUT":
+            return await self.update(request, t)
+        if m == "PATCH":
+            return await self.patch(request, t)
+        if m == "DELETE" and t.subresource is None:
+            return await self.delete(request, t)
+        raise errors.method_not_allowed()
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _table_response(self, info: ResourceInfo, objs: list[dict], rv: str, request: web.Request,
+                        cont: str | None = None) -> web.Response:
+        include = request.query.get("includeObject", "Metadata")
+        table = tables.build_table(info, objs, dt.datetime.now(dt.UTC), rv, include)
+        if cont:
+            table["metadata"]["continue"] = cont
+        return bodies.json_response(table)
+
+    def _check_fields(self, request: web.Request, info: ResourceInfo, obj: dict) -> list[str]:
+        """Apply fieldValidation: Strict rejects unknown fields, Warn reports them; both prune them,
+        as decoding into kube-apiserver's Go types would."""
+        type_err = structure.type_errors(obj, info.group, info.version, info.kind)
+        if type_err:
+            raise errors.bad_request(type_err)
+        unknown = structure.unknown_fields(obj, info.group, info.version, info.kind)
+        if not unknown:
+            return []
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode == "Strict":
+            raise errors.bad_request(structure.strict_decoding_error(info.kind, info.version, unknown))
+        fieldprune.prune(obj, unknown)
+        if mode == "Ignore":
+            return []
+        return [f'unknown field "{p}"' for p in unknown]
+
+    @staticmethod
+    def _warning_headers(warnings: list[str]) -> dict:
+        if not warnings:
+            return {}
+        return {"Warning": ", ".join('299 - ' + json.dumps(w) for w in warnings)}
+
+    def _check_kind(self, info: ResourceInfo, obj: dict) -> None:
+        kind, av = obj.get("kind"), obj.get("apiVersion")
+        if kind and kind != info.kind and not (info.kind == "Event" and kind == "Event"):
+            raise errors.bad_request(f"the API version in the data ({av}) does not match the expected API "
+                                     f"version ({info.api_version})" if av != info.api_version else
+                                     f"the kind in the data ({kind}) does not match the expected kind "
+                                     f"({info.kind})")
+        if av and av != info.api_version:
+            raise errors.bad_request(f"the API version in the data ({av}) does not match the expected API "
+                                     f"version ({info.api_version})")
+
+    # ---- verbs ---------------------------------------------------------------------------
+    async def list(self, request: web.Request, t: Target) -> web.Response:
+        q = request.query
+        sel = make_selection(t.info, q.get("labelSelector"), q.get("fieldSelector"))
+        limit = int(q.get("limit") or 0)
+        items, rv, cont = await self.registry.list(t.info, t.namespace, sel, limit, q.get("continue"))
+        if bodies.wants_table(request):
+            return self._table_response(t.info, items, rv, request, cont)
+        md: dict = {"resourceVersion": rv}
+        if cont:
+            md["continue"] = cont
+        return bodies.json_response({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
+                                     "metadata": md, "items": items})
+
+    async def create(self, request: web.Request, t: Target) -> web.Response:
+        obj = await bodies.read_object(request)
+        self._check_kind(t.info, obj)
+        warnings = self._check_fields(request, t.info, obj)
+        dry = request.query.get("dryRun") == "All"
+        manager = request.query.get("fieldManager") or _default_manager(request)
+        obj = _managed(None, obj, manager, t.info, meta.now_rfc3339())
+        created = await self.registry.create(t.info, t.namespace, obj, dry_run=dry)
+        return bodies.json_response(created, 201, self._warning_headers(warnings))
+
+    async def update(self, request: web.Request, t: Target) -> web.Response:
+        obj = await bodies.read_object(request)
+        self._check_kind(t.info, obj)
+        warnings = self._check_fields(request, t.info, obj)
+        dry = request.query.get("dryRun") == "All"
+        manager = request.query.get("fieldManager") or _default_manager(request)
+        if t.subresource == "finalize":
+            sub = "finalize"
+        else:
+            sub = t.subresource
+        obj.setdefault("metadata", {})
+
+        if sub == "finalize":
+            async def do() -> tuple[dict, bool]:
+                def mut(cur: dict) -> dict:
+                    cur.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers") or []
+                    if not cur["spec"]["finalizers"]:
+                        cur["spec"].pop("finalizers")
+                    return cur
+                return await self.registry.update(t.info, t.namespace, t.name, obj, dry_run=dry, mutate=mut,
+                                                  subresource=None)
+            new, _ = await do()
+            return bodies.json_response(new)
+        rv = obj["metadata"].get("resourceVersion")
+        if rv is None and t.subresource is None:
+            # An update without resourceVersion is an unconditional replace (allowed for most types).
+            def mut(cur: dict) -> dict:
+                new = copy.deepcopy(obj)
+                return _managed(cur, new, manager, t.info, meta.now_rfc3339())
+            new, created = await self.registry.update(t.info, t.namespace, t.name, obj, subresource=sub,
+                                                      dry_run=dry, mutate=mut, create_if_missing=False)
+        else:
+            try:
+                cur = await self.registry.get(t.info, t.namespace, t.name)
+                obj = _managed(cur, obj, manager, t.info, meta.now_rfc3339())
+            except APIError:
+                pass
+            new, created = await self.registry.update(t.info, t.namespace, t.name, obj, subresource=sub,
+                                                      dry_run=dry)
+        return bodies.json_response(new, 201 if created else 200, self._warning_headers(warnings))
+
+    async def patch(self, request: web.Request, t: Target) -> web.Response:
+        raw = await bodies.read_body(request)
+        ct = bodies.media_type(request)
+        info = t.info
+        dry = request.query.get("dryRun") == "All"
+        q = request.query
+        manager = q.get("fieldManager") or _default_manager(request)
+        warnings: list[str] = []
+        now = meta.now_rfc3339()
+        if ct == "application/apply-patch+yaml":
+            applied = bodies.parse_yaml(raw)
+            if not isinstance(applied, dict):
+                raise errors.bad_request("error decoding YAML: expected an object")
+            if not q.get("fieldManager"):
+                raise errors.bad_request("PATCH, application/apply-patch+yaml requests must have the "
+                                         "fieldManager query parameter set")
+            self._check_kind(info, applied)
+            warnings = self._check_fields(request, info, applied)
+            force = _bool(q.get("force"))
+
+            def mutate(cur: dict) -> dict:
+                live = cur or None
+                out = managedfields.server_side_apply(live, applied, manager, force, info.group, info.version,
+                                              info.kind, now)
+                return out
+            new, created = await self.registry.update(info, t.namespace, t.name, {}, subresource=t.subresource,
+                                                      dry_run=dry, mutate=mutate,
+                                                      create_if_missing=t.subresource is None)
+            return bodies.json_response(new, 201 if created else 200, self._warning_headers(warnings))
+        if ct == "application/json-patch+json":
+            ops = bodies.parse_json(raw)
+
+            def apply(cur: dict) -> dict:
+                return patch.apply_json_patch(cur, ops)
+        elif ct == "application/merge-patch+json":
+            body = bodies.parse_json(raw)
+
+            def apply(cur: dict) -> dict:
+                return patch.apply_merge_patch(cur, body)
+        elif ct == "application/strategic-merge-patch+json":
+            body = bodies.parse_json(raw)
+
+            def apply(cur: dict) -> dict:
+                return patch.apply_strategic_merge_patch(cur, body, info.group, info.version, info.kind)
+        else:
+            raise APIError(415, "UnsupportedMediaType",
+                           "the body of the request was in an unknown format - accepted media types include: "
+                           "application/json-patch+json, application/merge-patch+json, "
+                           "application/apply-patch+yaml, application/strategic-merge-patch+json")
+
+        def mutate2(cur: dict) -> dict:
+            old = copy.deepcopy(cur)
+            new = apply(cur)
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patch did not produce an object")
+            warnings[:] = self._check_fields(request, info, new)
+            return _managed(old, new, manager, t.info, now)
+        new, _ = await self.registry.update(info, t.namespace, t.name, {}, subresource=t.subresource,
+                                            dry_run=dry, mutate=mutate2)
+        return bodies.json_response(new, 200, self._warning_headers(warnings))
+
+    async def delete(self, request: web.Request, t: Target) -> web.Response:
+        options = await self._delete_options(request)
+        dry = request.query.get("dryRun") == "All" or "All" in (options.get("dryRun") or [])
+        obj, gone = await self.registry.delete(t.info, t.namespace, t.name, options, dry_run=dry)
+        return bodies.json_response(obj, 200)
+
+    async def _delete_options(self, request: web.Request) -> dict:
+        raw = await bodies.read_body(request)
+        options: dict = bodies.parse_json(raw) if raw.strip() else {}
+        q = request.query
+        if q.get("gracePeriodSeconds") is not None:
+            options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+        if q.get("propagationPolicy"):
+            options["propagationPolicy"] = q["propagationPolicy"]
+        return options
+
+    async def delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        options = await self._delete_options(request)
+        q = request.query
+        sel = make_selection(t.info, q.get("labelSelector"), q.get("fieldSelector"))
+        items, rv, _ = await self.registry.list(t.info, t.namespace, sel)
+        out = []
+        for item in items:
+            try:
+                obj, _ = await self.registry.delete(t.info, item["metadata"].get("namespace"),
+                                                    item["metadata"]["name"], options)
+                out.append(obj)
+            except APIError as e:
+                if e.code != 404:
+                    raise
+        return bodies.json_response({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
+                                     "metadata": {"resourceVersion": rv}, "items": out})
+
+    # ---- subresources --------------------------------------------------------------------
+    def _scale_of(self, obj: dict) -> dict:
+        md = obj["metadata"]
+        return {
+            "kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": md["name"], "namespace": md.get("namespace"), "uid": md.get("uid"),
+                         "resourceVersion": md.get("resourceVersion"),
+                         "creationTimestamp": md.get("creationTimestamp")},
+            "spec": {"replicas": obj.get("spec", {}).get("replicas", 1)},
+            "status": {"replicas": obj.get("status", {}).get("replicas", 0),
+                       "selector": selector_string(obj.get("spec", {}).get("selector"))},
+        }
+
+    async def scale(self, request: web.Request, t: Target) -> web.Response:
+        info = t.info
+        if request.method == "GET":
+            return bodies.json_response(self._scale_of(await self.registry.get(info, t.namespace, t.name)))
+        raw = await bodies.read_body(request)
+        ct = bodies.media_type(request)
+        body = bodies.parse_json(raw) if raw.strip() else {}
+        rv_pre = None
+        if request.method == "PUT":
+            replicas = (body.get("spec") or {}).get("replicas")
+            rv_pre = (body.get("metadata") or {}).get("resourceVersion")
+        elif request.method == "PATCH":
+            cur = self._scale_of(await self.registry.get(info, t.namespace, t.name))
+            if ct == "application/json-patch+json":
+                patched = patch.apply_json_patch(cur, body)
+            else:
+                patched = patch.apply_merge_patch(cur, body)
+            replicas = (patched.get("spec") or {}).get("replicas")
+        else:
+            raise errors.method_not_allowed()
+        if not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid_object("Scale", "autoscaling", t.name or "",
+                                        [errors.invalid("spec.replicas", replicas,
+                                                        "must be greater than or equal to 0")])
+
+        def mut(cur: dict) -> dict:
+            if rv_pre and rv_pre != cur["metadata"]["resourceVersion"]:
+                raise errors.conflict(info, t.name or "")
+            cur.setdefault("spec", {})["replicas"] = replicas
+            return cur
+        new, _ = await self.registry.update(info, t.namespace, t.name, {}, mutate=mut,
+                                            dry_run=request.query.get("dryRun") == "All")
+        return bodies.json_response(self._scale_of(new))
+
+    async def binding(self, request: web.Request, t: Target) -> web.Response:
+        body = await bodies.read_object(request)
+        node = (body.get("target") or {}).get("name")
+        if not node:
+            raise errors.invalid_object("Binding", "", t.name or "",
+                                        [errors.required("target.name")])
+
+        def mut(cur: dict) -> dict:
+            spec = cur.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise errors.conflict(t.info, t.name or "",
+                                      f"pod {t.name} is already assigned to node \"{spec['nodeName']}\"")
+            if cur["metadata"].get("deletionTimestamp"):
+                raise errors.conflict(t.info, t.name or "", "pod is being deleted, cannot be assigned to a host")
+            spec["nodeName"] = node
+            conds = cur.setdefault("status", {}).setdefault("conditions", [])
+            conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": meta.now_rfc3339()})
+            return cur
+        # Binding writes both spec.nodeName and the PodScheduled condition: go around the
+        # spec/status split the way kube-apiserver's binding storage does.
+        await self.registry.update(t.info, t.namespace, t.name, {}, mutate=mut, subresource="binding")
+        return bodies.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                     "status": "Success", "code": 201}, 201)
+
+    # ---- watch ---------------------------------------------------------------------------
+    async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        q = request.query
+        info = t.info
+        field_sel = q.get("fieldSelector")
+        if t.name:
+            extra = f"metadata.name={t.name}"
+            field_sel = f"{field_sel},{extra}" if field_sel else extra
+        sel = make_selection(info, q.get("labelSelector"), field_sel)
+        rv = q.get("resourceVersion") or ""
+        as_table = bodies.wants_table(request)
+        timeout = float(q.get("timeoutSeconds") or 0) or random.uniform(1800, 3600)
+        bookmarks = _bool(q.get("allowWatchBookmarks"))
+        send_initial = _bool(q.get("sendInitialEvents"))
+        initial: list[dict] = []
+        if rv in ("", "0") or send_initial:
+            initial, list_rv, _ = await self.registry.list(info, t.namespace, sel)
+            from_rev = int(list_rv)
+        else:
+            try:
+                from_rev = int(rv)
+            except ValueError:
+                raise errors.bad_request(f'invalid resource version: "{rv}"') from None
+            if from_rev < self.server.store.compacted_revision():
+                raise errors.gone(f"too old resource version: {from_rev} "
+                                  f"({self.server.store.compacted_revision() + 1})")
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                       "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        first = [True]
+
+        def encode(etype: str, obj: dict) -> bytes:
+            if as_table and etype != "BOOKMARK" and etype != "ERROR":
+                table = tables.build_table(info, [obj], dt.datetime.now(dt.UTC),
+                                           obj["metadata"].get("resourceVersion", ""),
+                                           q.get("includeObject", "Metadata"))
+                if not first[0]:
+                    table["columnDefinitions"] = None
+                first[0] = False
+                obj = table
+            return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+        for obj in initial:
+            await resp.write(encode("ADDED", obj))
+        if send_initial and bookmarks:
+            await resp.write(encode("BOOKMARK", {"kind": info.kind, "apiVersion": info.api_version,
+                                                 "metadata": {"resourceVersion": str(from_rev), "annotations": {
+                                                     "k8s.io/initial-events-end": "true"}}}))
+        last_rv = from_rev
+        # Events are pumped into a queue by their own task: timing out a wait on the queue (to send a
+        # bookmark) must not cancel, and so close, the watch generator underneath.
+        events: asyncio.Queue = asyncio.Queue()
+        done = object()
+
+        async def pump() -> None:
+            try:
+                async for item in self.registry.watch(info, t.namespace, from_rev, sel):
+                    events.put_nowait(item)
+            except APIError as e:
+                events.put_nowait(e)
+            finally:
+                events.put_nowait(done)
+
+        pumper = asyncio.get_running_loop().create_task(pump())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                wait = min(remaining, 15.0) if bookmarks else remaining
+                try:
+                    item = await asyncio.wait_for(events.get(), wait)
+                except TimeoutError:
+                    if bookmarks and loop.time() < deadline:
+                        cur = max(last_rv, self.server.store.current_revision())
+                        await resp.write(encode("BOOKMARK", {"kind": info.kind, "apiVersion": info.api_version,
+                                                             "metadata": {"resourceVersion": str(cur)}}))
+                    continue
+                if item is done:
+                    break
+                if isinstance(item, APIError):
+                    await resp.write(encode("ERROR", item.status()))
+                    break
+                etype, obj = item
+                last_rv = int(obj["metadata"].get("resourceVersion") or last_rv)
+                await resp.write(encode(etype, obj))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            pumper.cancel()
+        return resp
+
+
+def _managed(old: dict | None, new: dict, manager: str, info: ResourceInfo, now: str) -> dict:
+    return managedfields.update_managed_fields(old, new, manager, group=info.group, version=info.version,
+                                               kind=info.kind, now=now)
+
+
+def _default_manager(request: web.Request) -> str:
+    ua = request.headers.get("User-Agent", "unknown")
+    return ua.split("/", 1)[0] or "unknown"

@@ -1,0 +1,197 @@
+"""The API server: HTTPS, bearer-token authentication, discovery, OpenAPI and the REST resources."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import ssl
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from skiff.api import errors, openapi
+from skiff.api.resources import lookup
+from skiff.apiserver import bodies, discovery
+from skiff.apiserver.admission import ServiceAdmission
+from skiff.apiserver.handlers import ResourceHandler
+from skiff.apiserver.nodeproxy import NodeProxy
+from skiff.apiserver.registry import Registry
+from skiff.config import ClusterConfig
+from skiff.store.interface import Store
+
+log = logging.getLogger("skiff.apiserver")
+
+# Readable without credentials, as kube-apiserver's system:public-info-viewer role allows.
+_PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
+
+
+class APIServer:
+    def __init__(self, cfg: ClusterConfig, store: Store):
+        self.cfg = cfg
+        self.store = store
+        self.registry = Registry(store)
+        self.admission = ServiceAdmission(self)
+        self.registry.admit = self.admission.admit
+        self.registry.on_deleted = self.admission.on_deleted
+        self.node_proxy = NodeProxy(self)
+        self.resources = ResourceHandler(self)
+        self._token = cfg.token.encode()
+        self._runner: web.AppRunner | None = None
+        self.ready = asyncio.Event()
+
+    # ---- app -----------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=bodies.MAX_BODY + 1)
+        app.router.add_get("/version", self._version)
+        for path in ("/healthz", "/livez", "/readyz"):
+            app.router.add_get(path, self._health)
+        app.router.add_get("/api", self._api)
+        app.router.add_get("/apis", self._apis)
+        app.router.add_get("/api/v1", self._core_resources)
+        app.router.add_get("/apis/{group}", self._group)
+        app.router.add_get("/apis/{group}/{version}", self._group_resources)
+        app.router.add_get("/openapi/v2", self._openapi_v2)
+        app.router.add_get("/openapi/v3", self._openapi_v3_root)
+        app.router.add_get("/openapi/v3/{path:.+}", self._openapi_v3)
+        app.router.add_route("*", "/api/v1/{rest:.+}", self._core)
+        app.router.add_route("*", "/apis/{group}/{version}/{rest:.+}", self._grouped)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler):
+        start = time.perf_counter()
+        try:
+            if request.path not in _PUBLIC:
+                auth = request.headers.get("Authorization", "")
+                if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self._token)):
+                    raise errors.unauthorized()
+            resp = await handler(request)
+        except errors.APIError as e:
+            resp = bodies.status_response(e)
+        except web.HTTPException as e:
+            if e.status == 413:
+                resp = bodies.status_response(errors.too_large())
+            elif e.status == 404:
+                resp = bodies.status_response(errors.APIError(404, "NotFound",
+                                                              "the server could not find the requested resource"))
+            elif e.status == 405:
+                resp = bodies.status_response(errors.method_not_allowed())
+            else:
+                raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # an unexpected bug must still answer a Status, and be logged
+            log.exception("internal error serving %s %s", request.method, request.path_qs)
+            resp = bodies.status_response(errors.internal(str(e)))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %s (%.1f ms)", request.method, request.path_qs, getattr(resp, "status", "?"),
+                      (time.perf_counter() - start) * 1000)
+        return resp
+
+    # ---- non-resource endpoints ----------------------------------------------------------
+    async def _version(self, request: web.Request) -> web.Response:
+        return bodies.json_response(discovery.VERSION)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if "apidiscovery.k8s.io" in request.headers.get("Accept", ""):
+            return web.Response(body=_dumps(discovery.aggregated(core=True)),
+                                headers={"Content-Type": discovery.AGGREGATED_CT})
+        return bodies.json_response(discovery.api_versions(f"{self.cfg.host_ip}:{self.cfg.api_port}"))
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        if "apidiscovery.k8s.io" in request.headers.get("Accept", ""):
+            return web.Response(body=_dumps(discovery.aggregated(core=False)),
+                                headers={"Content-Type": discovery.AGGREGATED_CT})
+        return bodies.json_response(discovery.api_group_list())
+
+    async def _core_resources(self, request: web.Request) -> web.Response:
+        return bodies.json_response(discovery.resource_list("", "v1"))
+
+    async def _group(self, request: web.Request) -> web.Response:
+        doc = discovery.api_group(request.match_info["group"])
+        if doc is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return bodies.json_response(doc)
+
+    async def _group_resources(self, request: web.Request) -> web.Response:
+        doc = discovery.resource_list(request.match_info["group"], request.match_info["version"])
+        if doc is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return bodies.json_response(doc)
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if "protobuf" in accept and "json" not in accept:
+            # Only the JSON form is served; kubectl uses OpenAPI v3 and never needs this one.
+            raise errors.APIError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+        return web.Response(body=openapi.v2_document(), content_type="application/json")
+
+    async def _openapi_v3_root(self, request: web.Request) -> web.Response:
+        return bodies.json_response(openapi.v3_root())
+
+    async def _openapi_v3(self, request: web.Request) -> web.Response:
+        doc = openapi.v3_document(request.match_info["path"])
+        if doc is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return web.Response(body=doc, content_type="application/json",
+                            headers={"Cache-Control": "public, immutable"} if request.query.get("hash") else None)
+
+    async def _core(self, request: web.Request) -> web.StreamResponse:
+        return await self.resources.handle(request, "", "v1", request.match_info["rest"])
+
+    async def _grouped(self, request: web.Request) -> web.StreamResponse:
+        mi = request.match_info
+        return await self.resources.handle(request, mi["group"], mi["version"], mi["rest"])
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def bootstrap(self) -> None:
+        """Objects every cluster has from the start, created once (restarts find them in the store)."""
+        ns_info = lookup("", "v1", "namespaces")
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            try:
+                await self.registry.create(ns_info, None, {"metadata": {
+                    "name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
+            except errors.APIError as e:
+                if e.code != 409:
+                    raise
+        svc_info = lookup("", "v1", "services")
+        svc = {"metadata": {"name": "kubernetes", "namespace": "default",
+                            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": self.cfg.kubernetes_service_ip,
+                        "clusterIPs": [self.cfg.kubernetes_service_ip], "sessionAffinity": "None",
+                        "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                   "targetPort": self.cfg.api_port}]}}
+        try:
+            await self.registry.create(svc_info, "default", svc)
+        except errors.APIError as e:
+            if e.code != 409:
+                raise
+
+    async def start(self, pki_dir: Path, hosts: list[str]) -> None:
+        await self.admission.load()
+        await self.bootstrap()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(pki_dir / "apiserver.crt", pki_dir / "apiserver.key")
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        for host in hosts:
+            site = web.TCPSite(self._runner, host, self.cfg.api_port, ssl_context=ctx, reuse_address=True,
+                               backlog=1024)
+            await site.start()
+        self.ready.set()
+
+    async def stop(self) -> None:
+        await self.node_proxy.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def _dumps(obj: object) -> bytes:
+    import json
+
+    return json.dumps(obj, separators=(",", ":")).encode()

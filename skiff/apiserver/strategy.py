@@ -1,0 +1,113 @@
+"""Per-type rules the registry applies on every write, as kube-apiserver's registry strategies do:
+what create resets, what an update may change, when generation moves, and which validation runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from skiff.api import defaults
+from skiff.api.errors import FieldError
+from skiff.api.resources import ResourceInfo
+from skiff.api.validation import meta as meta_validation
+from skiff.api.validation import networking, service, workloads
+
+# Types whose spec changes bump metadata.generation (kube does this for types with a spec/status split).
+_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Service", "Ingress", "Pod", "Namespace", "Node"}
+
+
+def name_validator(info: ResourceInfo) -> Callable[[str], list[str]]:
+    if info.kind == "Namespace":
+        return meta_validation.is_dns1123_label
+    if info.kind == "Service":
+        return meta_validation.is_dns1035_label
+    return meta_validation.is_dns1123_subdomain
+
+
+def initial_status(info: ResourceInfo, obj: dict) -> None:
+    """What a freshly created object's status is, whatever the client sent."""
+    kind = info.kind
+    if kind == "Pod":
+        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
+    elif kind == "Service":
+        obj["status"] = {"loadBalancer": {}}
+    elif kind == "Namespace":
+        obj["status"] = {"phase": "Active"}
+    elif kind in ("Deployment", "ReplicaSet"):
+        obj["status"] = {}
+    elif kind == "Ingress":
+        obj["status"] = {"loadBalancer": {}}
+
+
+def _qos_class(pod: dict) -> str:
+    containers = pod.get("spec", {}).get("containers") or []
+    any_req = any((c.get("resources") or {}).get("requests") or (c.get("resources") or {}).get("limits")
+                  for c in containers)
+    return "Burstable" if any_req else "BestEffort"
+
+
+def prepare_for_create(info: ResourceInfo, obj: dict) -> None:
+    if info.has_status and info.kind not in ("Node",):
+        initial_status(info, obj)
+    if info.kind in _GENERATION_KINDS:
+        obj["metadata"]["generation"] = 1
+    defaults.apply_defaults(obj)
+
+
+def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: str | None) -> None:
+    """Carry over what this kind of write may not change, and bump generation on spec changes."""
+    md_new, md_old = new["metadata"], old["metadata"]
+    # System-owned metadata is not the client's to change.
+    for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+        if field in md_old:
+            md_new[field] = md_old[field]
+        else:
+            md_new.pop(field, None)
+    if subresource == "binding":
+        return  # binding sets spec.nodeName and the PodScheduled condition together
+    if subresource == "status":
+        # A status write changes status only (and may touch labels/annotations in kube; keep it simple:
+        # metadata comes from the stored object so that controllers cannot clobber user edits).
+        for key in list(new.keys()):
+            if key not in ("status", "metadata", "apiVersion", "kind"):
+                new.pop(key)
+        for key, value in old.items():
+            if key not in ("status", "metadata"):
+                new[key] = copy.deepcopy(value)
+        new["metadata"] = {**copy.deepcopy(md_old), "resourceVersion": md_new.get("resourceVersion")}
+        return
+    if info.has_status and info.kind not in ("Node",) and "status" in old:
+        new["status"] = copy.deepcopy(old["status"])
+    elif info.has_status and info.kind not in ("Node",):
+        new.pop("status", None)
+    if info.kind == "Service":
+        service.drop_type_dependent_fields(new, old)
+    defaults.apply_defaults(new)
+    if info.kind in _GENERATION_KINDS:
+        gen = md_old.get("generation", 1)
+        if _spec_of(new) != _spec_of(old):
+            gen += 1
+        md_new["generation"] = gen
+
+
+def _spec_of(obj: dict) -> object:
+    if "spec" in obj:
+        return obj["spec"]
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError]:
+    errs = meta_validation.validate_object_meta(obj, info.namespaced, name_validator(info))
+    kind = info.kind
+    if info.group == "" and kind == "Service":
+        errs += service.validate_service(obj, old)
+    elif kind == "Pod":
+        errs += workloads.validate_pod(obj, old)
+    elif kind == "Deployment":
+        errs += workloads.validate_deployment(obj, old)
+    elif kind == "ReplicaSet":
+        errs += workloads.validate_replicaset(obj, old)
+    elif kind == "Ingress":
+        errs += networking.validate_ingress(obj, old)
+    return errs

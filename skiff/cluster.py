@@ -1,0 +1,222 @@
+"""Cluster lifecycle: `skiff up` and `skiff down`, and finding what a cluster left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from skiff.config import NAME_RE, ClusterConfig, skiff_home
+
+Progress = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def list_clusters() -> list[str]:
+    home = skiff_home()
+    if not home.exists():
+        return []
+    return sorted(p.name for p in home.iterdir() if (p / "cluster.json").exists())
+
+
+def is_running(cfg: ClusterConfig) -> bool:
+    pid = _read_pid(cfg.state_dir / "controlplane.pid")
+    return bool(pid and _pid_alive(pid) and _healthy(cfg))
+
+
+def _healthy(cfg: ClusterConfig, timeout: float = 1.0) -> bool:
+    ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "pki" / "ca.crt"))
+    try:
+        with urllib.request.urlopen(f"{cfg.server_url}/readyz", context=ctx, timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _spawn(argv: list[str], log_path: Path, pid_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    pid_path.write_text(str(proc.pid))
+    return proc
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen | None = None,
+              log_path: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = ""
+            if log_path and log_path.exists():
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise ClusterError(f"{what}: the process exited with code {proc.returncode}\n{tail}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
+    if not NAME_RE.match(cfg.name):
+        raise ClusterError(f'invalid cluster name "{cfg.name}": use 1-12 lower case letters, digits or "-", '
+                           f"starting and ending with a letter or digit")
+    if os.geteuid() != 0:
+        raise ClusterError("skiff up needs root: it creates network namespaces, links and nftables rules")
+    state = cfg.state_dir
+    if (state / "cluster.json").exists():
+        existing = ClusterConfig.load(cfg.name)
+        if is_running(existing):
+            progress(f'Cluster "{cfg.name}" is already running.')
+            return existing
+        progress(f'Cluster "{cfg.name}" exists but is not running: cleaning up and restarting it')
+        _stop_processes(existing)
+        cfg = existing  # keep its database, certificates, token and port
+    else:
+        cfg.api_port = cfg.api_port or _free_port()
+        cfg.token = secrets.token_urlsafe(32)
+    progress(f'Creating cluster "{cfg.name}" ...')
+    t0 = time.monotonic()
+    cfg.save()
+    (state / "logs").mkdir(exist_ok=True)
+
+    from skiff.net.nodes import create_cluster_network, node_netns
+    from skiff.net.ns import run_in_netns_argv
+
+    asyncio.run(create_cluster_network(cfg))
+    progress(f" ✓ Node network {cfg.node_cidr}, {cfg.nodes} node namespaces, pod network {cfg.pod_cidr}")
+
+    from skiff.apiserver.certs import ensure_certificates
+
+    ensure_certificates(state / "pki", cfg.name, ["127.0.0.1", cfg.host_ip, cfg.kubernetes_service_ip],
+                        ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                         f"kubernetes.default.svc.{cfg.cluster_domain}"])
+    ready_file = state / "controlplane.ready"
+    ready_file.unlink(missing_ok=True)
+    cp_log = state / "logs" / "controlplane.log"
+    cp = _spawn([sys.executable, "-m", "skiff", "controlplane", "--state-dir", str(state)], cp_log,
+                state / "controlplane.pid")
+    _wait_for(ready_file.exists, 30, "the control plane to start", cp, cp_log)
+    progress(f" ✓ Control plane ready at {cfg.server_url}")
+
+    for i in range(cfg.nodes):
+        name = cfg.node_name(i)
+        log_path = state / "logs" / f"{name}.log"
+        argv = run_in_netns_argv(node_netns(cfg, i), [sys.executable, "-m", "skiff", "node-agent",
+                                                      "--state-dir", str(state), "--node", str(i)])
+        _spawn(argv, log_path, state / f"{name}.pid")
+    _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
+    progress(f" ✓ {cfg.nodes} nodes Ready ({', '.join(cfg.node_name(i) for i in range(cfg.nodes))})")
+
+    from skiff.cli import kubeconfig
+
+    path = kubeconfig.merge_into_user(cfg)
+    progress(f' ✓ kubectl context "skiff-{cfg.name}" set in {path}')
+    progress(f"Cluster ready in {time.monotonic() - t0:.2f}s. Try: kubectl get nodes -o wide")
+    return cfg
+
+
+def _ready_nodes(cfg: ClusterConfig) -> int:
+    ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "pki" / "ca.crt"))
+    req = urllib.request.Request(f"{cfg.server_url}/api/v1/nodes",
+                                 headers={"Authorization": f"Bearer {cfg.token}"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=2) as r:
+            nodes = json.loads(r.read())["items"]
+    except OSError:
+        return 0
+    n = 0
+    for node in nodes:
+        for c in node.get("status", {}).get("conditions") or []:
+            if c.get("type") == "Ready" and c.get("status") == "True":
+                n += 1
+    return n
+
+
+def _stop_processes(cfg: ClusterConfig, grace: float = 3.0) -> None:
+    """Stop the node agents first (they stop their pods), then the control plane."""
+    state = cfg.state_dir
+    pid_files = [state / f"{cfg.node_name(i)}.pid" for i in range(cfg.nodes)]
+    for group in (pid_files, [state / "controlplane.pid"]):
+        pids = [p for p in (_read_pid(f) for f in group) if p and _pid_alive(p)]
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+            time.sleep(0.02)
+        for pid in pids:
+            if _pid_alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for f in group:
+            f.unlink(missing_ok=True)
+
+
+def down(name: str, progress: Progress) -> bool:
+    """Remove everything the cluster created. Works after a crash and when nothing is left."""
+    state = skiff_home() / name
+    found = (state / "cluster.json").exists()
+    if found:
+        cfg = ClusterConfig.load(name)
+        progress(f'Deleting cluster "{name}" ...')
+        _stop_processes(cfg)
+    from skiff.net.cleanup import destroy_cluster_network_sync
+
+    destroy_cluster_network_sync(name)
+    from skiff.cli import kubeconfig
+
+    kubeconfig.remove_from_user(name)
+    if state.exists():
+        shutil.rmtree(state, ignore_errors=True)
+    if found:
+        progress(f'Deleted cluster "{name}".')
+    return found

@@ -1,0 +1,88 @@
+"""Shared pieces of controllers: resource handles, event recording, pod readiness."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from skiff.api import meta
+from skiff.api.resources import lookup
+from skiff.client.rest import Client, ClientError
+
+log = logging.getLogger("skiff.controllers")
+
+PODS = lookup("", "v1", "pods")
+SERVICES = lookup("", "v1", "services")
+NODES = lookup("", "v1", "nodes")
+NAMESPACES = lookup("", "v1", "namespaces")
+EVENTS = lookup("", "v1", "events")
+ENDPOINTS = lookup("", "v1", "endpoints")
+LEASES = lookup("coordination.k8s.io", "v1", "leases")
+DEPLOYMENTS = lookup("apps", "v1", "deployments")
+REPLICASETS = lookup("apps", "v1", "replicasets")
+SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
+INGRESSES = lookup("networking.k8s.io", "v1", "ingresses")
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    ns, _, name = key.rpartition("/")
+    return (ns or None), name
+
+
+def pod_is_ready(pod: dict) -> bool:
+    c = meta.get_condition(pod, "Ready")
+    return bool(c and c.get("status") == "True")
+
+
+def pod_is_active(pod: dict) -> bool:
+    return (pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            and not pod["metadata"].get("deletionTimestamp"))
+
+
+class EventRecorder:
+    """Writes core/v1 Events, aggregating repeats into a count as kube's recorder does."""
+
+    def __init__(self, client: Client, component: str, host: str | None = None):
+        self.client = client
+        self.component = component
+        self.host = host
+        self._seen: dict[tuple, tuple[str, int]] = {}
+
+    async def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None
+                     ) -> None:
+        md = obj["metadata"]
+        ns = md.get("namespace") or "default"
+        ref: dict[str, Any] = {"kind": obj.get("kind"), "namespace": md.get("namespace"), "name": md["name"],
+                               "uid": md.get("uid"), "apiVersion": obj.get("apiVersion"),
+                               "resourceVersion": md.get("resourceVersion")}
+        if field_path:
+            ref["fieldPath"] = field_path
+        key = (ns, md.get("uid"), reason, message, etype, field_path)
+        now = meta.now_rfc3339()
+        try:
+            prev = self._seen.get(key)
+            if prev is not None:
+                name, count = prev
+                try:
+                    await self.client.patch(EVENTS, ns, name, {"count": count + 1, "lastTimestamp": now})
+                    self._seen[key] = (name, count + 1)
+                    return
+                except ClientError:
+                    pass
+            source: dict[str, Any] = {"component": self.component}
+            if self.host:
+                source["host"] = self.host
+            ev = {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": f"{md['name']}.{meta.random_suffix(8)}{meta.random_suffix(8)}",
+                             "namespace": ns},
+                "involvedObject": ref, "reason": reason, "message": message, "type": etype,
+                "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+                "reportingComponent": self.component, "reportingInstance": self.host or "",
+            }
+            created = await self.client.create(EVENTS, ns, ev)
+            self._seen[key] = (created["metadata"]["name"], 1)
+            if len(self._seen) > 4096:
+                self._seen.clear()
+        except ClientError as e:
+            log.debug("could not record event %s on %s: %s", reason, md["name"], e)

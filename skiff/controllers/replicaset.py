@@ -1,0 +1,204 @@
+"""ReplicaSet controller: keeps `spec.replicas` pods running from the template, and reports status.
+
+Like kube-controller-manager it uses expectations: after creating or deleting pods it waits to
+see those changes in its cache before counting again, so a burst of events never creates twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+
+from skiff.api import meta, selectors
+from skiff.client.informer import WorkQueue, run_workers
+from skiff.client.rest import ClientError
+from skiff.controllers.base import PODS, REPLICASETS, EventRecorder, pod_is_active, pod_is_ready, split_key
+
+log = logging.getLogger("skiff.controllers.replicaset")
+BURST = 100
+
+
+class Expectations:
+    def __init__(self) -> None:
+        self._adds: dict[str, tuple[int, float]] = {}
+        self._dels: dict[str, tuple[set[str], float]] = {}
+
+    def expect(self, key: str, adds: int = 0, dels: set[str] | None = None) -> None:
+        if adds:
+            self._adds[key] = (adds, time.monotonic())
+        if dels:
+            self._dels[key] = (set(dels), time.monotonic())
+
+    def observed_add(self, key: str) -> None:
+        if key in self._adds:
+            n, t = self._adds[key]
+            if n <= 1:
+                del self._adds[key]
+            else:
+                self._adds[key] = (n - 1, t)
+
+    def observed_delete(self, key: str, pod_name: str) -> None:
+        if key in self._dels:
+            names, _t = self._dels[key]
+            names.discard(pod_name)
+            if not names:
+                del self._dels[key]
+
+    def lower(self, key: str, adds: int) -> None:
+        for _ in range(adds):
+            self.observed_add(key)
+
+    def satisfied(self, key: str) -> bool:
+        now = time.monotonic()
+        a = self._adds.get(key)
+        d = self._dels.get(key)
+        # Expectations expire, as upstream's do (5 min there; much shorter here, the cache is local).
+        if a and now - a[1] > 10:
+            self._adds.pop(key, None)
+            a = None
+        if d and now - d[1] > 10:
+            self._dels.pop(key, None)
+            d = None
+        return a is None and d is None
+
+
+def owned_pods(rs: dict, pods: list[dict]) -> list[dict]:
+    uid = rs["metadata"]["uid"]
+    return [p for p in pods if p["metadata"].get("namespace") == rs["metadata"]["namespace"]
+            and (meta.controller_ref(p) or {}).get("uid") == uid]
+
+
+def pods_to_delete(pods: list[dict], n: int) -> list[dict]:
+    """Prefer unscheduled, then pending, then not ready, then the youngest, as upstream ranks them."""
+    def rank(p: dict) -> tuple:
+        phase_rank = {"Pending": 0, "Unknown": 1, "Running": 2}.get(p.get("status", {}).get("phase", ""), 0)
+        return (1 if p.get("spec", {}).get("nodeName") else 0, phase_rank, 1 if pod_is_ready(p) else 0,
+                -(meta.parse_time(p["metadata"].get("creationTimestamp")) or meta.parse_time("1970-01-01T00:00:00Z")
+                  ).timestamp())
+    return sorted(pods, key=rank)[:n]
+
+
+def available(pod: dict, min_ready: int, now: float) -> bool:
+    if not pod_is_ready(pod):
+        return False
+    if min_ready <= 0:
+        return True
+    c = meta.get_condition(pod, "Ready")
+    t = meta.parse_time((c or {}).get("lastTransitionTime"))
+    return bool(t and now - t.timestamp() >= min_ready)
+
+
+def pod_from_template(rs: dict) -> dict:
+    tmpl = copy.deepcopy(rs["spec"]["template"])
+    md = tmpl.get("metadata") or {}
+    pod_md = {"generateName": rs["metadata"]["name"] + "-", "namespace": rs["metadata"]["namespace"],
+              "labels": md.get("labels") or {}, "ownerReferences": [meta.owner_reference(rs)]}
+    if md.get("annotations"):
+        pod_md["annotations"] = md["annotations"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_md, "spec": tmpl.get("spec") or {}}
+
+
+async def run(ctx) -> None:
+    client = ctx.client
+    rss = ctx.informer(REPLICASETS)
+    pods = ctx.informer(PODS)
+    queue = WorkQueue()
+    exp = Expectations()
+    recorder = EventRecorder(client, "replicaset-controller")
+
+    rss.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
+
+    def on_pod(etype: str, pod: dict, old: dict | None) -> None:
+        ref = meta.controller_ref(pod)
+        if not ref or ref.get("kind") != "ReplicaSet":
+            return
+        key = f"{pod['metadata']['namespace']}/{ref['name']}"
+        if etype == "ADDED":
+            exp.observed_add(key)
+        elif etype == "DELETED":
+            exp.observed_delete(key, pod["metadata"]["name"])
+        elif pod["metadata"].get("deletionTimestamp") and not (old or {}).get("metadata", {}).get(
+                "deletionTimestamp"):
+            exp.observed_delete(key, pod["metadata"]["name"])
+        queue.add(key)
+
+    pods.add_handler(on_pod)
+    await ctx.wait_synced(REPLICASETS, PODS)
+
+    async def sync(key: str) -> None:
+        rs = rss.get(key)
+        if rs is None or rs["metadata"].get("deletionTimestamp"):
+            return
+        ns, name = split_key(key)
+        all_owned = owned_pods(rs, pods.list(ns))
+        active = [p for p in all_owned if pod_is_active(p)]
+        want = rs["spec"].get("replicas", 1)
+        if exp.satisfied(key):
+            diff = len(active) - want
+            if diff < 0:
+                n = min(-diff, BURST)
+                exp.expect(key, adds=n)
+                body = pod_from_template(rs)
+                results = await asyncio.gather(*(client.create(PODS, ns, copy.deepcopy(body),
+                                                               field_manager="replicaset-controller")
+                                                 for _ in range(n)), return_exceptions=True)
+                failed = [r for r in results if isinstance(r, Exception)]
+                exp.lower(key, len(failed))
+                for r in results:
+                    if isinstance(r, Exception):
+                        await recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {r}")
+                    else:
+                        await recorder.record(rs, "Normal", "SuccessfulCreate",
+                                              f"Created pod: {r['metadata']['name']}")
+                if failed:
+                    raise failed[0]
+            elif diff > 0:
+                victims = pods_to_delete(active, diff)
+                exp.expect(key, dels={p["metadata"]["name"] for p in victims})
+                for p in victims:
+                    try:
+                        await client.delete(PODS, ns, p["metadata"]["name"])
+                        await recorder.record(rs, "Normal", "SuccessfulDelete",
+                                              f"Deleted pod: {p['metadata']['name']}")
+                    except ClientError as e:
+                        exp.observed_delete(key, p["metadata"]["name"])
+                        if e.code != 404:
+                            raise
+        await update_status(rs, active)
+
+    async def update_status(rs: dict, active: list[dict]) -> None:
+        now = time.time()
+        min_ready = rs["spec"].get("minReadySeconds", 0)
+        sel = selectors.selector_from_label_selector(rs["spec"].get("selector")) or []
+        tmpl_labels = (rs["spec"].get("template", {}).get("metadata") or {}).get("labels") or {}
+        status = {
+            "replicas": len(active),
+            "fullyLabeledReplicas": sum(1 for p in active if all(
+                (p["metadata"].get("labels") or {}).get(k) == v for k, v in tmpl_labels.items())),
+            "readyReplicas": sum(1 for p in active if pod_is_ready(p)),
+            "availableReplicas": sum(1 for p in active if available(p, min_ready, now)),
+            "observedGeneration": rs["metadata"].get("generation", 1),
+        }
+        del sel
+        for k in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
+            if status[k] == 0:
+                status.pop(k)
+        cur = {k: v for k, v in (rs.get("status") or {}).items() if k != "conditions"}
+        if cur != status:
+            new = copy.deepcopy(rs)
+            new["status"] = {**status, **({"conditions": rs["status"]["conditions"]}
+                                          if (rs.get("status") or {}).get("conditions") else {})}
+            try:
+                await client.replace(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"], new,
+                                     sub="status")
+            except ClientError as e:
+                if e.code == 409:
+                    queue.add_after(meta.key_of(rs), 0.01)
+                elif e.code != 404:
+                    raise
+        if min_ready > 0 and status.get("readyReplicas", 0) > status.get("availableReplicas", 0):
+            queue.add_after(meta.key_of(rs), min_ready)
+
+    await run_workers(queue, sync, workers=4, name="replicaset")

@@ -1,0 +1,125 @@
+"""The `nginx` image with its stock configuration: port 80, the welcome page at `/` and
+`/index.html`, `/50x.html`, a 404 page for anything else, and one access-log line per request
+on stdout in the image's `main` log format (combined + `"$http_x_forwarded_for"`).
+
+$NGINX_PORT changes the port. Arguments are nginx's command line (`nginx -g 'daemon off;'` is the image's CMD).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from skiff.images import server
+
+DEFAULT_VERSION = "1.27.5"
+
+WELCOME = """<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+<style>
+html { color-scheme: light dark; }
+body { width: 35em; margin: 0 auto; font-family: Tahoma, Verdana, Arial, sans-serif; }
+</style>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is running. This is Skiff's built-in
+imitation of the nginx image: it serves this page and nothing else.</p>
+
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+"""
+
+ERROR_50X = """<!DOCTYPE html>
+<html>
+<head>
+<title>Error</title>
+</head>
+<body>
+<h1>An error occurred.</h1>
+<p>Sorry, the page you are looking for is currently unavailable.<br/>
+Please try again later.</p>
+</body>
+</html>
+"""
+
+
+def error_page(status: int, version: str) -> bytes:
+    title = f"{status} {server.reason(status)}"
+    return (f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx/{version}</center>\r\n"
+            "</body>\r\n</html>\r\n").encode()
+
+
+def version_from_image(image: str) -> str:
+    """`nginx:1.25.3` reports itself as nginx/1.25.3; other tags get a recent stable version."""
+    tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2].split("-")[0]
+    parts = tag.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return tag
+    return DEFAULT_VERSION
+
+
+def main(argv: list[str]) -> None:
+    version = version_from_image(os.environ.get("SKIFF_IMAGE", ""))
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-v", "-V"):
+            print(f"nginx version: nginx/{version}", file=sys.stderr)
+            raise SystemExit(0)
+        if arg in ("-t", "-T"):
+            print("nginx: the configuration file /etc/nginx/nginx.conf syntax is ok\n"
+                  "nginx: configuration file /etc/nginx/nginx.conf test is successful", file=sys.stderr)
+            raise SystemExit(0)
+        if arg in ("-g", "-c", "-p", "-e", "-s"):
+            if arg == "-s":
+                print("nginx: [error] signals are not supported by Skiff's nginx image", file=sys.stderr)
+                raise SystemExit(1)
+            i += 2
+            continue
+        if arg == "-q":
+            i += 1
+            continue
+        print(f'nginx: invalid option: "{arg.lstrip("-")}"', file=sys.stderr)
+        raise SystemExit(1)
+
+    mtime = time.time()
+    modified = server.http_date(mtime)
+    pages = {"/": WELCOME.encode(), "/index.html": WELCOME.encode(), "/50x.html": ERROR_50X.encode()}
+    etags = {path: f'"{int(mtime):x}-{len(body):x}"' for path, body in pages.items()}
+    not_found = error_page(404, version)
+    not_allowed = error_page(405, version)
+
+    def handle(request: server.Request) -> server.Response:
+        body = pages.get(request.path)
+        if body is not None and request.method in ("GET", "HEAD"):
+            response = server.Response(body, content_type="text/html", headers=[
+                ("Last-Modified", modified), ("ETag", etags[request.path]), ("Accept-Ranges", "bytes")])
+        elif body is not None:
+            response = server.Response(not_allowed, status=405, content_type="text/html")
+        else:
+            response = server.Response(not_found, status=404, content_type="text/html")
+        sent = 0 if request.method == "HEAD" else len(response.body)  # type: ignore[arg-type]
+        stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        server.log(
+            f'{request.peer[0]} - - [{stamp}] "{request.method} {request.target} {request.version}" '
+            f'{response.status} {sent} "{request.header("referer", "-")}" '
+            f'"{request.header("user-agent", "-")}" "{request.header("x-forwarded-for", "-")}"')
+        return response
+
+    async def start() -> None:
+        # The real image changes its port through config templates, conventionally with
+        # $NGINX_PORT; with no config files to template, the variable is honoured directly.
+        port = int(os.environ.get("NGINX_PORT") or 80)
+        await server.start_http(handle, port, server_header=f"nginx/{version}")
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+        server.log("/docker-entrypoint.sh: Configuration complete; ready for start up")
+        server.log(f"{stamp} [notice] {os.getpid()}#{os.getpid()}: nginx/{version}")
+        server.log(f"{stamp} [notice] {os.getpid()}#{os.getpid()}: start worker processes")
+
+    server.run(start)

@@ -1,0 +1,145 @@
+"""Network namespaces: where they live, which processes are inside, entering one.
+
+A process that must live in a node's network namespace (the node agent) is started with only its
+network namespace switched (`run_in_netns_argv`, i.e. ``nsenter --net=...``). It must not be
+started with ``ip netns exec``: that also gives it a private (slave) mount namespace, so the
+namespaces it later creates with ``ip netns add`` (pod sandboxes) would be bind-mounted where the
+host and the other agents cannot see them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+NETNS_DIR = "/run/netns"
+ETC_NETNS_DIR = "/etc/netns"
+CLONE_NEWNET = 0x40000000
+
+T = TypeVar("T")
+
+
+def netns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def run_in_netns_argv(netns: str, argv: Iterable[str]) -> list[str]:
+    """argv that runs `argv` in network namespace `netns`, sharing the host's mount namespace."""
+    return ["nsenter", f"--net={netns_path(netns)}", "--", *argv]
+
+
+def list_netns() -> list[str]:
+    try:
+        return sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return []
+
+
+def netns_exists(name: str) -> bool:
+    return os.path.exists(netns_path(name))
+
+
+def _ns_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def netns_pids(names: Iterable[str]) -> dict[str, list[int]]:
+    """Processes whose network namespace is one of `names` (one /proc scan for all of them)."""
+    wanted: dict[tuple[int, int], str] = {}
+    for name in names:
+        ident = _ns_id(netns_path(name))
+        if ident is not None:
+            wanted[ident] = name
+    found: dict[str, list[int]] = {name: [] for name in wanted.values()}
+    if not wanted:
+        return found
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        # Exited-but-unreaped processes have no namespace link and drop out here, as they should.
+        name = wanted.get(_ns_id(f"/proc/{entry}/ns/net"))  # type: ignore[arg-type]
+        if name is not None:
+            found[name].append(int(entry))
+    return found
+
+
+def kill_netns_processes(names: Iterable[str], timeout: float = 3.0) -> list[int]:
+    """SIGKILL every process inside the given namespaces and wait until none is left."""
+    names = list(names)
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [pid for group in netns_pids(names).values() for pid in group]
+        if not pids:
+            return killed
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {pids} in network namespaces {names} did not exit")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def call_in_netns(netns: str, fn: Callable[[], T]) -> T:
+    """Run `fn` on a fresh thread that has switched to `netns`.
+
+    setns(CLONE_NEWNET) only changes the calling thread, and /proc/sys/net resolves against the
+    current thread's namespace, so this sets a namespace's sysctls without spawning a process.
+    The thread ends afterwards, so no pooled thread is ever left in a foreign namespace.
+    """
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            result.append(fn())
+        except BaseException as exc:  # re-raised on the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=body, name=f"netns-{netns}")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def write_sysctls(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+
+
+def set_sysctls(netns: str, values: dict[str, str]) -> None:
+    call_in_netns(netns, lambda: write_sysctls(values))
+
+
+def read_sysctl(netns: str, key: str) -> str:
+    def read() -> str:
+        with open("/proc/sys/" + key.replace(".", "/")) as f:
+            return f.read().strip()
+
+    return call_in_netns(netns, read)

@@ -1,0 +1,404 @@
+"""The container process runtime: containers are processes inside their pod's sandbox.
+
+A container is started as ``nsenter --net=<pod netns> --uts=<pause> --mount=<pause> --wd=<dir>
+-- argv...``: nsenter joins the namespaces and then execs the program itself, so the container's
+pid is the program's pid, its hostname is the pod's, and /etc/resolv.conf and /etc/hosts are the
+pod's. Each container leads its own process group, which `stop` signals as a whole.
+
+Logs use the CRI format kubelet reads (one record per line):
+``<RFC3339 timestamp, 9 fraction digits> <stdout|stderr> <F|P> <content>``, where P marks a piece
+of a line longer than MAX_LOG_LINE that continues in the next record. The node agent pumps the
+container's pipes into that file; `read_log` and `follow_log` give what `kubectl logs` shows.
+
+Processes are children of the node agent; with Python 3.11's default child watcher each one costs
+a waiting thread, so an agent running many containers should install asyncio's PidfdChildWatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from skiff.node.sandbox import Sandbox
+
+MAX_LOG_LINE = 16 * 1024
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ContainerStartError(RuntimeError):
+    """The container could not be started (kubelet reports this as a StartError)."""
+
+
+# ---- CRI log format ------------------------------------------------------------------------------
+
+
+def format_timestamp(ns: int) -> str:
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def parse_timestamp(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 timestamp (any fraction length, Z or offset)."""
+    base, rest = text[:19], text[19:]
+    seconds = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    fraction = 0
+    if rest.startswith("."):
+        digits = ""
+        for ch in rest[1:]:
+            if not ch.isdigit():
+                break
+            digits += ch
+        rest = rest[1 + len(digits):]
+        fraction = int((digits + "000000000")[:9])
+    if rest not in ("Z", "z", ""):
+        sign = 1 if rest[0] == "+" else -1
+        hours, minutes = rest[1:].split(":")
+        seconds -= sign * (int(hours) * 3600 + int(minutes) * 60)
+    return seconds * 1_000_000_000 + fraction
+
+
+def _since_ns(since: datetime | None) -> int:
+    if since is None:
+        return 0
+    return int(since.timestamp()) * 1_000_000_000 + since.microsecond * 1000
+
+
+@dataclass
+class LogRecord:
+    timestamp: str
+    stream: str  # "stdout" | "stderr"
+    partial: bool
+    content: bytes
+
+    @property
+    def ns(self) -> int:
+        return parse_timestamp(self.timestamp)
+
+
+def parse_log_record(line: bytes) -> LogRecord | None:
+    """One CRI log line (without its newline); None when it is not in that format."""
+    parts = line.split(b" ", 3)
+    if len(parts) < 3 or parts[1] not in (b"stdout", b"stderr"):
+        return None
+    content = parts[3] if len(parts) == 4 else b""
+    return LogRecord(parts[0].decode(), parts[1].decode(), parts[2].split(b":")[0] == b"P", content)
+
+
+class LogWriter:
+    """Appends CRI records to a container's log file; one write(2) per record, so lines never mix."""
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+
+    def write(self, stream: str, content: bytes, partial: bool = False) -> None:
+        head = f"{format_timestamp(time.time_ns())} {stream} {'P' if partial else 'F'} ".encode()
+        os.write(self.fd, head + content + b"\n")
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _render(record: LogRecord, timestamps: bool) -> bytes:
+    # Kubelet drops the newline of a partial piece, joining it to the next one.
+    body = record.content if record.partial else record.content + b"\n"
+    return (record.timestamp.encode() + b" " + body) if timestamps else body
+
+
+def _tail_start(f, lines: int) -> int:
+    """Offset of the first of the last `lines` complete records (reading backwards in blocks).
+
+    An unfinished record at the very end (a write in progress) is not counted.
+    """
+    size = f.seek(0, os.SEEK_END)
+    if lines <= 0:
+        return size
+    newlines: list[int] = []  # offsets of newlines, from the end backwards
+    pos, block = size, 64 * 1024
+    while pos > 0 and len(newlines) <= lines:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        chunk = f.read(step)
+        idx = len(chunk)
+        while len(newlines) <= lines:
+            idx = chunk.rfind(b"\n", 0, idx)
+            if idx < 0:
+                break
+            newlines.append(pos + idx)
+    # newlines[0] ends the last complete record; the one `lines` further back ends the record before.
+    return newlines[lines] + 1 if len(newlines) > lines else 0
+
+
+def _records(data: bytes) -> tuple[list[LogRecord], int]:
+    """Complete records in `data` and how many bytes they used (an unfinished last line is left)."""
+    records = []
+    used = 0
+    while True:
+        nl = data.find(b"\n", used)
+        if nl < 0:
+            return records, used
+        rec = parse_log_record(data[used:nl])
+        used = nl + 1
+        if rec is not None:
+            records.append(rec)
+
+
+def read_log(
+    path: str,
+    tail: int | None = None,
+    timestamps: bool = False,
+    since: datetime | None = None,
+    limit_bytes: int | None = None,
+) -> bytes:
+    """What `kubectl logs` prints for a container: its lines, stdout and stderr interleaved.
+
+    `tail`: only the last N records; `since`: only records at or after that (aware) time;
+    `timestamps`: prefix each line with its RFC 3339 timestamp; `limit_bytes`: cut the output.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return b""
+    with f:
+        start = _tail_start(f, tail) if tail is not None else 0
+        f.seek(start)
+        records, _ = _records(f.read())
+    cutoff = _since_ns(since)
+    out = b"".join(_render(r, timestamps) for r in records if not cutoff or r.ns >= cutoff)
+    return out[:limit_bytes] if limit_bytes is not None else out
+
+
+async def follow_log(
+    path: str,
+    running: Callable[[], bool],
+    tail: int | None = None,
+    timestamps: bool = False,
+    since: datetime | None = None,
+    poll_interval: float = 0.1,
+) -> AsyncIterator[bytes]:
+    """`kubectl logs -f`: yields what read_log would, then new lines until `running()` is false."""
+    cutoff = _since_ns(since)
+    offset = 0
+    if tail is not None and os.path.exists(path):
+        with open(path, "rb") as f:
+            offset = _tail_start(f, tail)
+    while True:
+        alive = running()  # checked before reading, so lines written just before exit are not lost
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        records, used = _records(data)
+        offset += used
+        chunk = b"".join(_render(r, timestamps) for r in records if not cutoff or r.ns >= cutoff)
+        if chunk:
+            yield chunk
+        if not alive:
+            return
+        await asyncio.sleep(poll_interval)
+
+
+async def _pump(reader: asyncio.StreamReader, stream: str, log: LogWriter) -> None:
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+            log.write(stream, line[:-1])
+        except asyncio.LimitOverrunError as exc:
+            # A line longer than the reader's limit: record what is buffered as a partial piece.
+            piece = await reader.readexactly(min(exc.consumed, MAX_LOG_LINE) or 1)
+            log.write(stream, piece, partial=True)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                log.write(stream, exc.partial)
+            return
+
+
+# ---- processes ---------------------------------------------------------------------------------------
+
+
+def _exit_code(returncode: int) -> int:
+    # Like container runtimes: death by signal N is exit code 128 + N (SIGKILL -> 137).
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def nsenter_argv(sandbox: Sandbox, argv: Sequence[str], working_dir: str | None = None) -> list[str]:
+    """argv that runs `argv` inside the sandbox: its network, UTS (hostname) and mount namespaces."""
+    cmd = [
+        "nsenter",
+        f"--net={sandbox.netns_path}",
+        f"--uts={sandbox.ns_path('uts')}",
+        f"--mount={sandbox.ns_path('mnt')}",
+    ]
+    if working_dir:
+        cmd.append(f"--wd={working_dir}")
+    return cmd + ["--", *argv]
+
+
+def container_env(sandbox: Sandbox, env: Mapping[str, str] | None) -> dict[str, str]:
+    """The environment a container sees: the given one, plus PATH and HOSTNAME as runtimes add."""
+    result = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname}
+    result.update(env or {})
+    return result
+
+
+def _check_runnable(sandbox: Sandbox, argv: Sequence[str], env: Mapping[str, str], working_dir: str | None) -> None:
+    if not argv:
+        raise ContainerStartError("no command specified")
+    if not sandbox.is_alive():
+        raise ContainerStartError(f"the pod sandbox {sandbox.netns} is not running")
+    if working_dir and not os.path.isdir(working_dir):
+        raise ContainerStartError(f"working directory {working_dir!r} does not exist")
+    if shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) is None:
+        raise ContainerStartError(f'exec: "{argv[0]}": executable file not found in $PATH')
+
+
+class ContainerProcess:
+    """A running (or finished) container process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: LogWriter, pumps: list[asyncio.Task]):
+        self._proc = proc
+        self._log = log
+        self._pumps = pumps
+        self.pid: int = proc.pid
+        self.started_at: float = time.time()
+        self.finished_at: float | None = None
+        self.exit_code: int | None = None
+        self._done = asyncio.ensure_future(self._reap())
+
+    async def _reap(self) -> int:
+        rc = await self._proc.wait()
+        # The container is over: like a runtime tearing down the container, end whatever the main
+        # process left running in its group, which also closes the log pipes they hold.
+        self._killpg(signal.SIGKILL)
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        self._log.close()
+        self.finished_at = time.time()
+        self.exit_code = _exit_code(rc)
+        return self.exit_code
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None
+
+    def _killpg(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the container's whole process group."""
+        if self.exit_code is None:
+            self._killpg(sig)
+
+    async def wait(self) -> int:
+        """Wait for the container to end; returns its exit code."""
+        return await asyncio.shield(self._done)
+
+    async def stop(self, grace_seconds: float = 30.0) -> int:
+        """SIGTERM, then SIGKILL after `grace_seconds` (the pod's terminationGracePeriodSeconds)."""
+        if self.exit_code is not None:
+            return self.exit_code
+        self.signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._done), grace_seconds)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            return await self.wait()
+
+
+async def start_container(
+    sandbox: Sandbox,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    working_dir: str | None,
+    log_path: str,
+) -> ContainerProcess:
+    """Start `argv` in the sandbox, with stdout/stderr appended to `log_path` in CRI format.
+
+    The hostname is the sandbox's (a pod-level setting). Raises ContainerStartError when the
+    program cannot be found or the working directory does not exist.
+    """
+    full_env = container_env(sandbox, env)
+    _check_runnable(sandbox, argv, full_env, working_dir)
+    log = LogWriter(log_path)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *nsenter_argv(sandbox, argv, working_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            start_new_session=True,
+            limit=MAX_LOG_LINE,
+        )
+    except OSError as exc:
+        log.close()
+        raise ContainerStartError(str(exc)) from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        asyncio.ensure_future(_pump(proc.stdout, "stdout", log)),
+        asyncio.ensure_future(_pump(proc.stderr, "stderr", log)),
+    ]
+    return ContainerProcess(proc, log, pumps)
+
+
+@dataclass
+class ExecResult:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def exec_in_container(
+    sandbox: Sandbox,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+    working_dir: str | None = None,
+    timeout: float | None = None,
+) -> ExecResult:
+    """Run a command in the sandbox and collect its output (exec probes, non-interactive exec).
+
+    For interactive `kubectl exec`, spawn nsenter_argv(...) with container_env(...) yourself and
+    stream its pipes. On timeout the command's process group is killed and TimeoutError raised.
+    """
+    full_env = container_env(sandbox, env)
+    try:
+        _check_runnable(sandbox, argv, full_env, working_dir)
+    except ContainerStartError as exc:
+        # What a runtime's exec reports for a missing program: exit code 126/127 plus a message.
+        code = 127 if "not found" in str(exc) else 126
+        return ExecResult(code, b"", str(exc).encode() + b"\n")
+    proc = await asyncio.create_subprocess_exec(
+        *nsenter_argv(sandbox, argv, working_dir),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=full_env,
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await proc.wait()
+        raise
+    return ExecResult(_exit_code(proc.returncode or 0), out, err)

@@ -1,0 +1,212 @@
+"""Pod sandboxes: the per-pod network namespace, its veth into the node, and its "pause" process.
+
+A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
+
+- a network namespace ``<node netns>.<namespace>.<pod>.<uid8>`` with loopback up and ``eth0``,
+  a veth whose other end lives in the node's namespace. The pod has its IP as a /32 and a default
+  route via the node's pod gateway (an address on the node's loopback); the node has a /32
+  route to the pod on the veth. Created from the host or from inside the node's namespace alike:
+  every command names its namespace (``ip -n``).
+- ``/etc/netns/<pod netns>/{resolv.conf,hosts,hostname}``, which ``ip netns exec`` bind-mounts
+  over /etc in the mount namespace it creates for the pause process.
+- the pause process: ``sleep infinity`` in the pod's network namespace, in that mount namespace
+  and in its own UTS namespace whose hostname is the pod's. Containers and exec sessions join
+  its namespaces with nsenter (skiff.node.runtime). It is started detached (not our child) so it
+  survives a node agent restart, like the pause container outlives kubelet.
+
+Usage (async, from the node agent's event loop):
+
+    sb = await create_sandbox(node_netns, pod_uid, "web", "default", ip, gateway, resolv, hosts)
+    ...
+    await destroy_sandbox(sb)          # or destroy_sandbox_netns(node_netns, netns) for orphans
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+
+from skiff.net import names
+from skiff.net.ipcmd import CommandError, ip_batch, run
+from skiff.net.ns import ETC_NETNS_DIR, kill_netns_processes, list_netns, netns_exists, netns_path
+
+log = logging.getLogger(__name__)
+
+# Sets the UTS hostname with a shell builtin (no `hostname` process), reports its pid, becomes sleep.
+_PAUSE_SCRIPT = 'printf %s "$0" > /proc/sys/kernel/hostname && echo $$ && exec sleep infinity >/dev/null 2>&1'
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+@dataclass
+class Sandbox:
+    netns: str
+    node_netns: str
+    pod_uid: str
+    pod_name: str
+    namespace: str
+    ip: str
+    gateway: str
+    hostname: str
+    host_veth: str  # the veth end inside the node's namespace
+    pause_pid: int
+    created_at: float = 0.0
+
+    @property
+    def netns_path(self) -> str:
+        return netns_path(self.netns)
+
+    def ns_path(self, kind: str) -> str:
+        """/proc path of one of the pause process's namespaces ("uts", "mnt", "net")."""
+        return f"/proc/{self.pause_pid}/ns/{kind}"
+
+    def is_alive(self) -> bool:
+        """The pause process still holds the sandbox's namespaces (it is what containers join)."""
+        try:
+            return os.stat(self.ns_path("net")).st_ino == os.stat(self.netns_path).st_ino
+        except OSError:
+            return False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Sandbox:
+        return cls(**data)
+
+
+def write_pod_etc(netns: str, resolv_conf: str, hosts: str, hostname: str) -> str:
+    """Write the files `ip netns exec` bind-mounts over /etc for this pod; returns the directory."""
+    directory = os.path.join(ETC_NETNS_DIR, netns)
+    os.makedirs(directory, exist_ok=True)
+    for filename, content in (("resolv.conf", resolv_conf), ("hosts", hosts), ("hostname", hostname + "\n")):
+        path = os.path.join(directory, filename)
+        # Rewrite in place: a running pod sees the bind-mounted inode, not a replacement file.
+        with open(path, "w") as f:
+            f.write(content)
+    return directory
+
+
+def update_pod_etc(sandbox: Sandbox, resolv_conf: str | None = None, hosts: str | None = None) -> None:
+    directory = os.path.join(ETC_NETNS_DIR, sandbox.netns)
+    for filename, content in (("resolv.conf", resolv_conf), ("hosts", hosts)):
+        if content is not None:
+            with open(os.path.join(directory, filename), "w") as f:
+                f.write(content)
+
+
+async def _start_pause(netns: str, hostname: str) -> int:
+    # setsid --fork: the pause process is re-parented to init, so it is never our zombie and
+    # lives on when the agent restarts.
+    argv = ["setsid", "--fork", "ip", "netns", "exec", netns, "unshare", "--uts",
+            "sh", "-c", _PAUSE_SCRIPT, hostname]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    line = out.decode().strip()
+    if not line.isdigit():
+        raise SandboxError(f"could not start the sandbox process for {netns}: {err.decode().strip()}")
+    return int(line)
+
+
+async def create_sandbox(
+    node_netns: str,
+    pod_uid: str,
+    pod_name: str,
+    namespace: str,
+    ip: str,
+    gateway: str,
+    resolv_conf: str,
+    hosts: str,
+    hostname: str | None = None,
+) -> Sandbox:
+    """Create a pod's sandbox on the node whose network namespace is `node_netns`.
+
+    `ip` comes from the node's IPAM, `gateway` is the node's pod gateway (first address of its pod
+    CIDR). `hostname` defaults to the pod name (pod.spec.hostname when set). On failure everything
+    created so far is removed and the error re-raised.
+    """
+    started = time.monotonic()
+    hostname = hostname or pod_name
+    netns = names.pod_netns_name(node_netns, namespace, pod_name, pod_uid)
+    veth = names.pod_veth_name(netns)
+    if not netns_exists(node_netns):
+        raise SandboxError(f"node network namespace {node_netns} does not exist")
+    if netns_exists(netns):
+        # A previous attempt died half-way; start clean.
+        await destroy_sandbox_netns(node_netns, netns)
+    write_pod_etc(netns, resolv_conf, hosts, hostname)
+    try:
+        await run(["ip", "netns", "add", netns])
+        pause = asyncio.ensure_future(_start_pause(netns, hostname))
+        try:
+            await ip_batch(
+                [
+                    f"link add {veth} type veth peer name eth0 netns {netns}",
+                    f"link set {veth} up",
+                    f"route add {ip}/32 dev {veth} scope link proto {names.ROUTE_PROTO}",
+                ],
+                node_netns,
+            )
+            await ip_batch(
+                [
+                    "link set lo up",
+                    f"addr add {ip}/32 dev eth0",
+                    "link set eth0 up",
+                    f"route add {gateway}/32 dev eth0 scope link",
+                    f"route add default via {gateway} dev eth0",
+                ],
+                netns,
+            )
+        finally:
+            pause_pid = await pause
+    except (CommandError, SandboxError, OSError) as exc:
+        await destroy_sandbox_netns(node_netns, netns)
+        raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
+    except BaseException:
+        await destroy_sandbox_netns(node_netns, netns)
+        raise
+    sb = Sandbox(
+        netns=netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
+        ip=ip, gateway=gateway, hostname=hostname, host_veth=veth, pause_pid=pause_pid,
+        created_at=time.time(),
+    )
+    elapsed = time.monotonic() - started
+    if elapsed > 1.0:
+        # Worth knowing when a node is overloaded; a sandbox normally takes a few tens of ms.
+        log.warning("sandbox %s took %.0f ms", netns, elapsed * 1000)
+    return sb
+
+
+def _destroy_sync(node_netns: str, netns: str) -> None:
+    kill_netns_processes([netns])
+    veth = names.pod_veth_name(netns)
+    # Deleting the veth also drops the node's /32 route to the pod, right away.
+    subprocess.run(["ip", "-n", node_netns, "link", "del", veth], capture_output=True)
+    subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    shutil.rmtree(os.path.join(ETC_NETNS_DIR, netns), ignore_errors=True)
+
+
+async def destroy_sandbox_netns(node_netns: str, netns: str) -> None:
+    """Kill everything in the pod's namespace and remove it, its veth and its /etc/netns files.
+
+    Safe to call again, and for sandboxes whose Sandbox object was lost (agent restart).
+    """
+    await asyncio.to_thread(_destroy_sync, node_netns, netns)
+
+
+async def destroy_sandbox(sandbox: Sandbox) -> None:
+    await destroy_sandbox_netns(sandbox.node_netns, sandbox.netns)
+
+
+def list_sandbox_netns(node_netns: str) -> list[str]:
+    """Pod namespaces present on a node, e.g. to remove orphans after an agent restart."""
+    return [ns for ns in list_netns() if names.is_pod_netns(ns) and names.node_of_netns(ns) == node_netns]

@@ -1,0 +1,269 @@
+"""Pod sandboxes and container processes on a real 2-node mini cluster network.
+
+Needs root for the kernel tests; the CRI log format tests at the top run anywhere.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from skiff.net import names
+from skiff.net.cleanup import destroy_cluster_network_sync
+from skiff.net.ipam import IPPool
+from skiff.net.nodes import create_cluster_network, node_netns
+from skiff.net.ns import list_netns, netns_pids, run_in_netns_argv
+from skiff.node.runtime import (
+    ContainerStartError,
+    LogWriter,
+    exec_in_container,
+    follow_log,
+    format_timestamp,
+    parse_timestamp,
+    read_log,
+    start_container,
+)
+from skiff.node.sandbox import Sandbox, create_sandbox, destroy_sandbox, list_sandbox_netns
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_node_network import leftovers, random_config  # noqa: E402
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+RESOLV = "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}  # and no *_proxy: curl must go straight to the pod
+
+
+# ---- CRI log format (no root) -----------------------------------------------------------------------
+
+
+def test_timestamps_round_trip():
+    ns = 1_700_000_000_123_456_789
+    text = format_timestamp(ns)
+    assert text == "2023-11-14T22:13:20.123456789Z"
+    assert parse_timestamp(text) == ns
+    assert parse_timestamp("2023-11-14T23:13:20.5+01:00") == 1_700_000_000_500_000_000
+
+
+def test_read_log_tail_since_timestamps_and_partial_lines(tmp_path):
+    path = str(tmp_path / "0.log")
+    with open(path, "wb") as f:
+        f.write(b"2024-01-01T00:00:00.000000001Z stdout F first\n"
+                b"2024-01-01T00:00:01.000000000Z stderr F an error\n"
+                b"2024-01-01T00:00:02.000000000Z stdout P long li\n"
+                b"2024-01-01T00:00:02.000000001Z stdout F ne ends\n"
+                b"2024-01-01T00:00:03.000000000Z stdout F \n"
+                b"2024-01-01T00:00:04.000000000Z stdout F last")  # unfinished record: not shown yet
+    assert read_log(path) == b"first\nan error\nlong line ends\n\n"
+    assert read_log(path, tail=2) == b"ne ends\n\n"
+    assert read_log(path, tail=0) == b""
+    assert read_log(path, since=datetime(2024, 1, 1, 0, 0, 1, tzinfo=UTC)) == b"an error\nlong line ends\n\n"
+    assert read_log(path, tail=1, timestamps=True) == b"2024-01-01T00:00:03.000000000Z \n"
+    assert read_log(path, limit_bytes=7) == b"first\na"
+    assert read_log(str(tmp_path / "missing.log")) == b""
+
+
+def test_log_writer_records(tmp_path):
+    path = str(tmp_path / "x.log")
+    w = LogWriter(path)
+    w.write("stdout", b"hello")
+    w.write("stderr", b"part", partial=True)
+    w.write("stderr", b"-rest")
+    w.close()
+    lines = open(path, "rb").read().splitlines()
+    assert [line.split(b" ", 1)[1] for line in lines] == [b"stdout F hello", b"stderr P part", b"stderr F -rest"]
+    assert read_log(path) == b"hello\npart-rest\n"
+    ts = parse_timestamp(lines[0].split()[0].decode())
+    assert abs(ts / 1e9 - time.time()) < 5
+
+
+# ---- kernel -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def cluster():
+    cfg = random_config(nodes=2)
+    try:
+        await create_cluster_network(cfg)
+        yield cfg
+    finally:
+        destroy_cluster_network_sync(cfg.name)
+        assert leftovers(cfg) == []
+        assert not [ns for ns in list_netns() if names.cluster_tag(cfg.name) in ns or cfg.name in ns]
+
+
+async def new_sandbox(cfg, node: int, name: str, uid: str) -> Sandbox:
+    pool = IPPool(cfg.node_pod_cidr(node))
+    ip = pool.allocate(uid)
+    hosts = f"127.0.0.1\tlocalhost\n{ip}\t{name}\n"
+    return await create_sandbox(node_netns(cfg, node), uid, name, "default", ip, pool.gateway, RESOLV, hosts)
+
+
+def host_curl(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "2", url],
+                          capture_output=True, text=True, env=CLEAN_ENV)
+
+
+@needs_root
+async def test_pods_reach_each_other_and_host_reaches_pods(cluster, tmp_path):
+    cfg = cluster
+    started = time.perf_counter()
+    web = await new_sandbox(cfg, 0, "web", "11111111-aaaa")
+    sandbox_ms = (time.perf_counter() - started) * 1000
+    web_c = await start_container(web, ["python3", "-m", "http.server", "8080"], {"PYTHONUNBUFFERED": "1"},
+                                  str(tmp_path), str(tmp_path / "web" / "0.log"))
+    total_ms = (time.perf_counter() - started) * 1000
+    print(f"sandbox: {sandbox_ms:.1f} ms, sandbox + process start: {total_ms:.1f} ms")
+    assert total_ms < 200
+    client = await new_sandbox(cfg, 1, "client", "22222222-bbbb")
+    try:
+        assert list_sandbox_netns(node_netns(cfg, 0)) == [web.netns]
+        assert web.ip.startswith(cfg.node_pod_cidr(0).rsplit(".", 1)[0])
+        (tmp_path / "index.html").write_text("hello from web\n")
+
+        for _ in range(100):  # until http.server listens
+            res = host_curl(f"http://{web.ip}:8080/index.html")
+            if res.returncode == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert res.stdout == "hello from web\n", res.stderr
+
+        cross = await exec_in_container(
+            client, ["curl", "-sS", "--noproxy", "*", "--max-time", "2", f"http://{web.ip}:8080/index.html"],
+            CLEAN_ENV, timeout=5)
+        assert (cross.exit_code, cross.stdout) == (0, b"hello from web\n"), cross.stderr
+
+        # The pod sees its own hostname, resolv.conf, hosts and addresses.
+        probe = await exec_in_container(
+            client, ["sh", "-c", 'hostname; echo "$HOSTNAME"; cat /etc/resolv.conf /etc/hosts; ip -4 -br addr'],
+            CLEAN_ENV)
+        out = probe.stdout.decode()
+        assert out.startswith("client\nclient\n" + RESOLV), out
+        assert f"{client.ip}\tclient" in out and "eth0@" in out and f"{client.ip}/32" in out
+        # The host's view is untouched.
+        assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() != "client"
+        assert open("/etc/resolv.conf").read() != RESOLV
+
+        # Pods reach the host (where the API server listens) through their node.
+        reach_host = await exec_in_container(
+            client, ["python3", "-c", f"import socket; socket.create_connection(('{cfg.host_ip}', 9), 1)"],
+            CLEAN_ENV)
+        assert b"ConnectionRefused" in reach_host.stderr, reach_host.stderr
+
+        # Service IPs are unreachable from the host: no route leads them out of the machine.
+        route = subprocess.run(["ip", "route", "get", cfg.kubernetes_service_ip], capture_output=True, text=True)
+        assert route.returncode != 0 and "No route to host" in route.stderr
+
+        # Logs: http.server writes its access log to stderr.
+        log = read_log(str(tmp_path / "web" / "0.log"))
+        assert b'"GET /index.html HTTP/1.1" 200' in log
+        raw = open(tmp_path / "web" / "0.log", "rb").read().splitlines()[0].split(b" ")
+        assert raw[1] in (b"stdout", b"stderr") and raw[2] == b"F"
+
+        # Stop: SIGTERM ends http.server -> 128 + 15.
+        assert await web_c.stop(grace_seconds=5) == 143
+        assert not web_c.running and web_c.finished_at is not None
+        assert host_curl(f"http://{web.ip}:8080/").returncode != 0
+    finally:
+        await web_c.stop(0.1)
+        await destroy_sandbox(web)
+        await destroy_sandbox(client)
+    assert web.netns not in list_netns() and client.netns not in list_netns()
+    assert not os.path.exists(f"/etc/netns/{web.netns}")
+
+
+@needs_root
+async def test_exit_codes_kill_and_process_groups(cluster, tmp_path):
+    sb = await new_sandbox(cluster, 0, "jobs", "33333333")
+    try:
+        done = await start_container(sb, ["sh", "-c", "echo out; echo err >&2; exit 3"], {}, None,
+                                     str(tmp_path / "a.log"))
+        assert await done.wait() == 3
+        assert read_log(str(tmp_path / "a.log")) in (b"out\nerr\n", b"err\nout\n")
+
+        # A shell that ignores SIGTERM and has a child: SIGKILL after the grace period, whole group.
+        stubborn = await start_container(sb, ["sh", "-c", "trap '' TERM; sleep 300 & wait"], {}, None,
+                                         str(tmp_path / "b.log"))
+        await asyncio.sleep(0.2)
+        children = subprocess.run(["pgrep", "-g", str(stubborn.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        t = time.perf_counter()
+        assert await stubborn.stop(grace_seconds=0.3) == 137
+        assert 0.25 < time.perf_counter() - t < 2
+        for _ in range(100):  # SIGKILLed members linger a moment as zombies of init
+            if subprocess.run(["pgrep", "-g", str(stubborn.pid)], capture_output=True).returncode == 1:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            left = subprocess.run(["ps", "-o", "pid,ppid,pgid,stat,cmd", "-g", str(stubborn.pid)],
+                                  capture_output=True, text=True).stdout
+            pytest.fail(f"the container's child survived stop():\n{left}")
+
+        follower = await start_container(sb, ["sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.05; done"],
+                                         {}, None, str(tmp_path / "c.log"))
+        chunks = [c async for c in follow_log(str(tmp_path / "c.log"), lambda: follower.running, poll_interval=0.02)]
+        assert b"".join(chunks) == b"line1\nline2\nline3\n" and len(chunks) >= 2
+        assert await follower.wait() == 0
+        since = datetime.now(UTC) + timedelta(seconds=60)
+        assert read_log(str(tmp_path / "c.log"), since=since) == b""
+
+        with pytest.raises(ContainerStartError, match='exec: "no-such-program": executable file not found'):
+            await start_container(sb, ["no-such-program"], {}, None, str(tmp_path / "d.log"))
+        missing = await exec_in_container(sb, ["no-such-program"])
+        assert missing.exit_code == 127
+        with pytest.raises(TimeoutError):
+            await exec_in_container(sb, ["sleep", "5"], timeout=0.2)
+        wd = await exec_in_container(sb, ["pwd"], working_dir=str(tmp_path))
+        assert wd.stdout.decode().strip() == str(tmp_path)
+        # Killing the sandbox's pause process is what crash cleanup does: the sandbox reports it.
+        assert sb.is_alive()
+    finally:
+        await destroy_sandbox(sb)
+    assert not sb.is_alive()
+
+
+AGENT_SCRIPT = """
+import asyncio, json, sys
+from skiff.node.sandbox import create_sandbox
+args = json.loads(sys.argv[1])
+sb = asyncio.run(create_sandbox(*args))
+print(json.dumps(sb.to_dict()))
+"""
+
+
+@needs_root
+async def test_sandbox_created_from_inside_the_node_namespace_is_visible_everywhere(cluster, tmp_path):
+    """The node agent runs in its node's netns (nsenter --net only) and creates sandboxes from there."""
+    cfg = cluster
+    node = node_netns(cfg, 1)
+    pool = IPPool(cfg.node_pod_cidr(1))
+    ip = pool.allocate("x")
+    # The pod's own name must be in its hosts file (as kubelet writes it): http.server looks it up.
+    args = [node, "44444444", "agent-made", "kube-system", ip, pool.gateway, RESOLV, f"{ip}\tagent-made\n"]
+    argv = run_in_netns_argv(node, [sys.executable, "-c", AGENT_SCRIPT, __import__("json").dumps(args)])
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    sb = Sandbox.from_dict(__import__("json").loads(out))
+    try:
+        assert sb.netns in list_netns() and sb.is_alive()
+        srv = await start_container(sb, ["python3", "-m", "http.server", "8081"], {}, str(tmp_path),
+                                    str(tmp_path / "s.log"))
+        for _ in range(100):
+            res = host_curl(f"http://{sb.ip}:8081/")
+            if res.returncode == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert res.returncode == 0, (res.stderr, srv.exit_code, read_log(str(tmp_path / "s.log")))
+        # Crash cleanup: the whole cluster goes, with the pod's processes and files.
+        destroy_cluster_network_sync(cfg.name)
+        assert await asyncio.wait_for(srv.wait(), 3) == 137
+        assert sb.netns not in list_netns() and not sb.is_alive()
+        assert not os.path.exists(f"/etc/netns/{sb.netns}")
+        assert netns_pids([sb.netns]) == {}
+    finally:
+        await destroy_sandbox(sb)

@@ -1,0 +1,386 @@
+"""Service validation and strategy (plus the workload and networking validators), exact messages."""
+
+import copy
+
+import pytest
+
+from skiff.api.defaults import apply_defaults
+from skiff.api.errors import invalid_object
+from skiff.api.validation.networking import validate_configmap, validate_endpointslice, validate_ingress
+from skiff.api.validation.service import (
+    drop_type_dependent_fields,
+    prepare_for_update,
+    service_name_errors,
+    validate_service,
+)
+from skiff.api.validation.workloads import validate_deployment, validate_pod, validate_replicaset
+
+
+def svc(**spec):
+    s = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default"},
+         "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}, **spec}}
+    apply_defaults(s)
+    return s
+
+
+def msgs(errs):
+    return [str(e) for e in errs]
+
+
+def test_defaulted_services_are_valid():
+    for s in (svc(), svc(type="NodePort"), svc(type="LoadBalancer"), svc(clusterIP="None"),
+              svc(sessionAffinity="ClientIP"), svc(type="ExternalName", externalName="example.com.", ports=[])):
+        assert validate_service(s) == []
+
+
+def test_ports_required():
+    assert msgs(validate_service(svc(ports=[]))) == ["spec.ports: Required value"]
+    assert validate_service(svc(ports=[], clusterIP="None")) == []
+
+
+def test_port_names():
+    s = svc(ports=[{"port": 80}, {"port": 81, "name": "Web"}, {"port": 82, "name": "web2"}, {"port": 83, "name": "web2"}])
+    assert msgs(validate_service(s)) == [
+        "spec.ports[0].name: Required value",
+        'spec.ports[1].name: Invalid value: "Web": a lowercase RFC 1123 label must consist of lower case '
+        "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  "
+        "or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        'spec.ports[3].name: Duplicate value: "web2"',
+    ]
+
+
+def test_port_number_protocol_target_port():
+    s = svc(ports=[{"port": 0, "protocol": "HTTP", "targetPort": "a-very-long-port-name"}])
+    assert msgs(validate_service(s)) == [
+        "spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        'spec.ports[0].protocol: Unsupported value: "HTTP": supported values: "SCTP", "TCP", "UDP"',
+        'spec.ports[0].targetPort: Invalid value: "a-very-long-port-name": must be no more than 15 characters',
+    ]
+    s = svc(ports=[{"port": 80, "targetPort": 70000}, {"name": "b", "port": 81, "targetPort": "8080"}])
+    s["spec"]["ports"][0]["name"] = "a"
+    assert msgs(validate_service(s)) == [
+        "spec.ports[0].targetPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        'spec.ports[1].targetPort: Invalid value: "8080": must contain at least one letter (a-z)',
+    ]
+
+
+def test_node_port_forbidden_for_cluster_ip():
+    s = svc(ports=[{"port": 80, "nodePort": 30080}])
+    assert msgs(validate_service(s)) == ["spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'"]
+
+
+def test_duplicate_port_and_node_port():
+    s = svc(type="NodePort", ports=[{"name": "a", "port": 80, "nodePort": 30080},
+                                    {"name": "b", "port": 80, "nodePort": 30080}])
+    assert msgs(validate_service(s)) == [
+        "spec.ports[1].nodePort: Duplicate value: 30080",
+        'spec.ports[1]: Duplicate value: core.ServicePort{Name:"", Protocol:"TCP", AppProtocol:(*string)(nil), '
+        'Port:80, TargetPort:intstr.IntOrString{Type:0, IntVal:0, StrVal:""}, NodePort:0}',
+    ]
+    # The same port number over TCP and UDP is fine (DNS does it).
+    ok = svc(ports=[{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53}])
+    assert validate_service(ok) == []
+
+
+def test_session_affinity_timeout():
+    s = svc(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 0}})
+    assert msgs(validate_service(s)) == [
+        "spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0: must be greater than 0 and less than 86400"]
+    s = svc(sessionAffinity="Sticky")
+    assert msgs(validate_service(s)) == [
+        'spec.sessionAffinity: Unsupported value: "Sticky": supported values: "ClientIP", "None"']
+
+
+def test_headless_node_port_and_type():
+    s = svc(type="NodePort", clusterIP="None")
+    assert "spec.clusterIPs[0]: Invalid value: \"None\": may not be set to 'None' for NodePort services" in msgs(
+        validate_service(s))
+    s = svc()
+    s["spec"]["type"] = "Foo"
+    assert 'spec.type: Unsupported value: "Foo": supported values: "ClusterIP", "ExternalName", "LoadBalancer", ' \
+           '"NodePort"' in msgs(validate_service(s))
+
+
+def test_cluster_ips_consistency():
+    s = svc(clusterIP="10.96.0.10", clusterIPs=["10.96.0.11"])
+    assert msgs(validate_service(s)) == [
+        'spec.clusterIPs: Invalid value: []string{"10.96.0.11"}: first value must match `clusterIP`']
+    s = svc(clusterIP="10.96.0.10", clusterIPs=["10.96.0.10", "10.96.0.12"], ipFamilyPolicy="PreferDualStack")
+    assert msgs(validate_service(s)) == ['spec.clusterIPs: Invalid value: []string{"10.96.0.10", "10.96.0.12"}: '
+                                         'may specify no more than one IP for each IP family']
+    s = svc(clusterIP="not-an-ip")
+    assert msgs(validate_service(s)) == ['spec.clusterIPs[0]: Invalid value: "not-an-ip": must be a valid IP address, '
+                                         '(e.g. 10.9.8.7 or 2001:db8::ffff)']
+
+
+def test_external_ips_special_ranges():
+    s = svc(externalIPs=["127.0.0.1", "0.0.0.0", "169.254.1.1", "224.0.0.5", "bogus"])
+    assert msgs(validate_service(s)) == [
+        'spec.externalIPs[0]: Invalid value: "127.0.0.1": may not be in the loopback range (127.0.0.0/8, ::1/128)',
+        'spec.externalIPs[1]: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0)',
+        'spec.externalIPs[2]: Invalid value: "169.254.1.1": may not be in the link-local range (169.254.0.0/16, fe80::/10)',
+        'spec.externalIPs[3]: Invalid value: "224.0.0.5": may not be in the link-local multicast range '
+        '(224.0.0.0/24, ff02::/10)',
+        'spec.externalIPs[4]: Invalid value: "bogus": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)',
+    ]
+
+
+def test_external_name_rules():
+    s = svc(type="ExternalName", ports=[])
+    assert msgs(validate_service(s)) == ["spec.externalName: Required value"]
+    s = svc(type="ExternalName", externalName="Bad_Name", clusterIP="10.96.0.9", ports=[])
+    out = msgs(validate_service(s))
+    assert out[0] == "spec.clusterIPs: Forbidden: may not be set for ExternalName services"
+    assert out[1].startswith('spec.externalName: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain')
+
+
+def test_traffic_policies_and_lb_fields():
+    s = svc(externalTrafficPolicy="Local")
+    assert msgs(validate_service(s)) == [
+        'spec.externalTrafficPolicy: Invalid value: "Local": may only be set for externally-accessible services']
+    s = svc(loadBalancerSourceRanges=["10.0.0.0/8", "nope"], allocateLoadBalancerNodePorts=False)
+    assert msgs(validate_service(s)) == [
+        "spec.LoadBalancerSourceRanges: Forbidden: may only be used when `type` is 'LoadBalancer'",
+        'spec.LoadBalancerSourceRanges[1]: Invalid value: "nope": must be a valid CIDR value, '
+        "(e.g. 10.9.8.0/24 or 2001:db8::/64)",
+        "spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'",
+    ]
+    s = svc(internalTrafficPolicy="Nearby")
+    assert msgs(validate_service(s)) == [
+        'spec.internalTrafficPolicy: Unsupported value: "Nearby": supported values: "Cluster", "Local"']
+    s = svc(type="LoadBalancer", externalTrafficPolicy="Local")
+    assert msgs(validate_service(s)) == ["spec.healthCheckNodePort: Required value"]
+
+
+def test_whole_status_message():
+    s = svc(ports=[{"port": 80, "nodePort": 30080}])
+    err = invalid_object("Service", "", "web", validate_service(s))
+    assert err.code == 422
+    assert err.message == ('Service "web" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when '
+                           "`type` is 'ClusterIP'")
+
+
+def test_service_name_is_dns1035():
+    assert service_name_errors("web") == []
+    assert service_name_errors("1web")[0].startswith("a DNS-1035 label must consist of lower case alphanumeric")
+
+
+# ---- updates and the strategy --------------------------------------------------------------
+
+
+def allocated(**spec):
+    s = svc(**spec)
+    s["spec"].update(clusterIP="10.96.0.20", clusterIPs=["10.96.0.20"], ipFamilies=["IPv4"],
+                     ipFamilyPolicy="SingleStack")
+    return s
+
+
+def test_cluster_ip_may_not_change():
+    old = allocated()
+    new = copy.deepcopy(old)
+    new["spec"]["clusterIP"] = "10.96.0.21"
+    new["spec"]["clusterIPs"] = ["10.96.0.21"]
+    assert msgs(validate_service(new, old)) == [
+        'spec.clusterIPs[0]: Invalid value: []string{"10.96.0.21"}: may not change once set']
+    # A client that changes only the singular field gets the same answer.
+    new = copy.deepcopy(old)
+    new["spec"]["clusterIP"] = "10.96.0.21"
+    assert msgs(validate_service(new, old)) == [
+        'spec.clusterIPs[0]: Invalid value: []string{"10.96.0.21"}: may not change once set']
+
+
+def test_update_without_allocated_values_is_valid():
+    # What `kubectl apply` sends the second time: no clusterIP, no nodePort.
+    old = allocated(type="NodePort")
+    old["spec"]["ports"][0]["nodePort"] = 30080
+    new = svc(type="NodePort", ports=[{"port": 80, "targetPort": 8080}])
+    assert validate_service(new, old) == []
+
+
+def test_drop_type_dependent_fields_node_port_to_cluster_ip():
+    old = allocated(type="NodePort")
+    old["spec"]["ports"][0]["nodePort"] = 30080
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"
+    drop_type_dependent_fields(new, old)
+    assert "nodePort" not in new["spec"]["ports"][0]
+    assert "externalTrafficPolicy" not in new["spec"]
+    assert new["spec"]["clusterIP"] == "10.96.0.20"
+    assert validate_service(new, old) == []
+
+
+def test_drop_keeps_a_node_port_the_user_changed():
+    old = allocated(type="NodePort")
+    old["spec"]["ports"][0]["nodePort"] = 30080
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"
+    new["spec"]["ports"][0]["nodePort"] = 30081
+    drop_type_dependent_fields(new, old)
+    assert new["spec"]["ports"][0]["nodePort"] == 30081
+    assert "spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'" in msgs(
+        validate_service(new, old))
+
+
+def test_drop_to_external_name_and_lb_fields():
+    old = allocated(type="LoadBalancer")
+    old["status"] = {"loadBalancer": {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]}}
+    new = copy.deepcopy(old)
+    new["spec"].update(type="ExternalName", externalName="example.com")
+    new["spec"].pop("internalTrafficPolicy")
+    prepare_for_update(new, old)
+    for field in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "allocateLoadBalancerNodePorts",
+                  "externalTrafficPolicy"):
+        assert field not in new["spec"], field
+    assert new["status"] == {"loadBalancer": {}}
+    assert validate_service(new, old) == []
+
+
+def test_prepare_for_update_keeps_status():
+    old = allocated(type="LoadBalancer")
+    old["status"] = {"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}]}}
+    new = copy.deepcopy(old)
+    new["status"] = {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}
+    prepare_for_update(new, old)
+    assert new["status"] == old["status"]
+
+
+def test_health_check_node_port_is_immutable():
+    old = allocated(type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=30500)
+    new = copy.deepcopy(old)
+    new["spec"]["healthCheckNodePort"] = 30501
+    assert msgs(validate_service(new, old)) == ["spec.healthCheckNodePort: Forbidden: field is immutable"]
+
+
+# ---- workloads -----------------------------------------------------------------------------
+
+
+def deployment(selector=None, labels=None, **spec):
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+         "spec": {"selector": {"matchLabels": {"app": "web"}} if selector is None else selector,
+                  "template": {"metadata": {"labels": {"app": "web"} if labels is None else labels},
+                               "spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"}]}}, **spec}}
+    apply_defaults(d)
+    return d
+
+
+def test_deployment_valid_and_selector_mismatch():
+    assert validate_deployment(deployment()) == []
+    d = deployment(labels={"app": "x"})
+    assert msgs(validate_deployment(d)) == [
+        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"x"}: '
+        "`selector` does not match template `labels`"]
+
+
+def test_deployment_selector_required_replicas_and_immutable():
+    d = deployment()
+    del d["spec"]["selector"]
+    assert msgs(validate_deployment(d)) == ["spec.selector: Required value"]
+    assert msgs(validate_deployment(deployment(replicas=-1))) == [
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0"]
+    old = deployment()
+    new = deployment(selector={"matchLabels": {"app": "web", "tier": "fe"}}, labels={"app": "web", "tier": "fe"})
+    assert msgs(validate_deployment(new, old)) == [
+        'spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"app":"web", "tier":"fe"}, '
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
+
+
+def test_deployment_strategy_and_template_restart_policy():
+    d = deployment(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}})
+    assert msgs(validate_deployment(d)) == [
+        "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"]
+    d = deployment()
+    d["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    assert msgs(validate_deployment(d)) == [
+        'spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"']
+
+
+def test_replicaset_empty_selector():
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r"},
+          "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    apply_defaults(rs)
+    assert msgs(validate_replicaset(rs)) == [
+        "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), "
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for deployment"]
+
+
+def pod(containers):
+    p = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}}
+    apply_defaults(p)
+    return p
+
+
+def test_pod_container_checks():
+    assert msgs(validate_pod(pod([]))) == ["spec.containers: Required value"]
+    p = pod([{"name": "a", "image": ""}, {"name": "a", "image": "x", "ports": [{"containerPort": 0}]}])
+    assert msgs(validate_pod(p)) == [
+        "spec.containers[0].image: Required value",
+        'spec.containers[1].name: Duplicate value: "a"',
+        "spec.containers[1].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+    ]
+
+
+def test_pod_update_only_image():
+    old = pod([{"name": "a", "image": "nginx:1.25", "ports": [{"containerPort": 80}]}])
+    new = copy.deepcopy(old)
+    new["spec"]["containers"][0]["image"] = "nginx:1.26"
+    assert validate_pod(new, old) == []
+    new["spec"]["containers"][0]["ports"][0]["containerPort"] = 8080
+    errs = validate_pod(new, old)
+    assert len(errs) == 1 and errs[0].field == "spec" and errs[0].type == "Forbidden"
+    assert str(errs[0]).startswith("spec: Forbidden: pod updates may not change fields other than "
+                                   "`spec.containers[*].image`,`spec.initContainers[*].image`,")
+    assert "+ containers[0].ports[0].containerPort: 8080" in str(errs[0])
+
+
+# ---- networking ----------------------------------------------------------------------------
+
+
+def ingress(paths, **spec):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "i"},
+            "spec": {"rules": [{"host": "foo.com", "http": {"paths": paths}}], **spec}}
+
+
+def backend(port=None):
+    return {"service": {"name": "web", "port": port if port is not None else {"number": 80}}}
+
+
+def test_ingress_valid():
+    assert validate_ingress(ingress([{"path": "/", "pathType": "Prefix", "backend": backend()},
+                                     {"path": "/x", "pathType": "Exact", "backend": backend({"name": "http"})}])) == []
+
+
+@pytest.mark.parametrize("path,expected", [
+    ({"path": "/", "backend": backend()},
+     "spec.rules[0].http.paths[0].pathType: Required value: pathType must be specified"),
+    ({"path": "/", "pathType": "Regex", "backend": backend()},
+     'spec.rules[0].http.paths[0].pathType: Unsupported value: "Regex": supported values: "Exact", '
+     '"ImplementationSpecific", "Prefix"'),
+    ({"path": "api", "pathType": "Prefix", "backend": backend()},
+     'spec.rules[0].http.paths[0].path: Invalid value: "api": must be an absolute path'),
+    ({"path": "/", "pathType": "Prefix", "backend": backend({})},
+     "spec.rules[0].http.paths[0].backend: Required value: port name or number is required"),
+    ({"path": "/", "pathType": "Prefix", "backend": {}},
+     'spec.rules[0].http.paths[0].backend: Invalid value: "": resource or service backend is required'),
+])
+def test_ingress_path_errors(path, expected):
+    assert msgs(validate_ingress(ingress([path]))) == [expected]
+
+
+def test_ingress_needs_rules_or_default_backend_and_no_ip_hosts():
+    assert msgs(validate_ingress({"spec": {}})) == [
+        "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified"]
+    ing = ingress([{"path": "/", "pathType": "Prefix", "backend": backend()}])
+    ing["spec"]["rules"][0]["host"] = "10.0.0.1"
+    assert msgs(validate_ingress(ing)) == [
+        'spec.rules[0].host: Invalid value: "10.0.0.1": must be a DNS name, not an IP address']
+
+
+def test_endpointslice_and_configmap():
+    es = {"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}, {"addresses": []}],
+          "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+    assert msgs(validate_endpointslice(es)) == ["endpoints[1].addresses: Required value: must contain at least 1 address"]
+    cm = {"data": {"ok.key": "v", "bad key": "v"}}
+    assert msgs(validate_configmap(cm)) == [
+        "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, "
+        "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
+        "'[-._a-zA-Z0-9]+')"]
