@@ -20,7 +20,7 @@ from skiff.store import open_store
 log = logging.getLogger("skiff.controlplane")
 
 
-async def run(state_dir: Path) -> None:
+async def run(state_dir: Path, listen: list[str] | None = None) -> None:
     cfg = ClusterConfig.load_dir(state_dir)
     pki = state_dir / "pki"
     ensure_certificates(pki, cfg.name, ["127.0.0.1", cfg.host_ip, cfg.kubernetes_service_ip],
@@ -29,7 +29,7 @@ async def run(state_dir: Path) -> None:
     store = open_store(str(state_dir / "state.db"))
     await store.start()
     server = APIServer(cfg, store)
-    await server.start(pki, ["127.0.0.1", cfg.host_ip])
+    await server.start(pki, listen or ["127.0.0.1", cfg.host_ip])
     log.info("API server listening on %s and %s", cfg.server_url, cfg.in_cluster_server_url)
 
     from skiff.controllers import manager
@@ -48,11 +48,7 @@ async def run(state_dir: Path) -> None:
     await store.close()
 
 
-def main(state_dir: str) -> None:
+def main(state_dir: str, listen: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("SKIFF_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop  # noqa: F401  (optional speed-up when installed)
-    except ImportError:
-        pass
-    asyncio.run(run(Path(state_dir)))
+    asyncio.run(run(Path(state_dir), listen))

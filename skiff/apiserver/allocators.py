@@ -368,8 +368,10 @@ class ServiceAllocations:
 
     def held_ports(self, svc: dict) -> set[int]:
         spec = _spec(svc)
-        held = {p["nodePort"] for p in _ports(spec) if p.get("nodePort")}
-        if spec.get("healthCheckNodePort"):
+        # A Service moving to ClusterIP/ExternalName gives its nodePorts up even before the
+        # strategy wipes them from the object.
+        held = {p["nodePort"] for p in _ports(spec) if p.get("nodePort")} if _uses_node_ports(spec) else set()
+        if spec.get("healthCheckNodePort") and spec.get("type") == "LoadBalancer":
             held.add(spec["healthCheckNodePort"])
         return {p for p in held if self.ports.contains(p)}
 

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list clusters")
     cp = sub.add_parser("controlplane", help=argparse.SUPPRESS)
     cp.add_argument("--state-dir", required=True)
+    cp.add_argument("--listen", action="append", default=None)
     na = sub.add_parser("node-agent", help=argparse.SUPPRESS)
     na.add_argument("--state-dir", required=True)
     na.add_argument("--node", type=int, required=True)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "controlplane":
             from skiff import controlplane
 
-            controlplane.main(args.state_dir)
+            controlplane.main(args.state_dir, args.listen)
         elif args.cmd == "node-agent":
             from skiff.node import agent
 

@@ -70,6 +70,10 @@ def destroy_cluster_network_sync(cluster_name: str) -> None:
         for entry in os.listdir(ETC_NETNS_DIR):
             if names.belongs_to_cluster(cluster_name, entry):
                 shutil.rmtree(os.path.join(ETC_NETNS_DIR, entry), ignore_errors=True)
+    # The batches above ignore "already gone"; anything still here failed for a real reason.
+    left = cluster_netns(cluster_name) + cluster_links(cluster_name) + cluster_service_routes(cluster_name)
+    if left:
+        raise RuntimeError(f"could not remove {', '.join(left)} of cluster {cluster_name!r}; run `skiff down` again")
 
 
 async def destroy_cluster_network(cluster_name: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 from skiff.config import ClusterConfig
 from skiff.net import names
@@ -81,8 +80,3 @@ async def create_cluster_network(cfg: ClusterConfig) -> ClusterNetworkPlan:
         raise
     return plan
 
-
-def host_can_reach_nodes(cfg: ClusterConfig) -> bool:
-    """Whether the host side of the bridge is up (a cheap liveness check for `skiff status`)."""
-    path = f"/sys/class/net/{names.bridge_name(cfg.name)}/operstate"
-    return os.path.exists(path) and open(path).read().strip() in ("up", "unknown")

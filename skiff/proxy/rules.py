@@ -401,5 +401,5 @@ def desired_ruleset(services: list[dict], slices: list[dict], node: NodeContext)
 
 
 def chains_of(rs: Ruleset, prefix: str) -> list[Chain]:
-    """Chains whose name starts with prefix (e.g. "endpoint-"), sorted by name; for callers and tests."""
-    return [c for n, c in sorted(rs.chains.items()) if n.startswith(prefix)]
+    """Per-Service chains (their names hold ns/name) starting with prefix, e.g. "endpoint-", by name."""
+    return [c for n, c in sorted(rs.chains.items()) if n.startswith(prefix) and "/" in n]

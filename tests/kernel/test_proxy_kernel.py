@@ -316,7 +316,8 @@ async def test_no_endpoints_is_refused_immediately(programmed):
         res = t.client(where, "tcp", ip, port, timeout=2)
         assert res[0].get("error") == "ECONNREFUSED", (where, res)
         assert res[0]["ms"] < 100, res
-    res = t.client("a1", "udp", t.svc_ip(15) if False else t.svc_ip(13), 80, timeout=1)
+    # A port that no Service defines on a ClusterIP is rejected as well (here over UDP).
+    res = t.client("a1", "udp", t.svc_ip(13), 81, timeout=1)
     assert res[0].get("error") == "ECONNREFUSED", res
 
 
@@ -357,7 +358,6 @@ async def test_partial_sync_moves_traffic_and_udp_conntrack_is_flushed(programme
     remaining = "b2" if first == "b1" else "b1"
     slices = [s for s in slices if s["metadata"]["name"] != "dns-x"] + [
         endpoint_slice(t, "dns", [remaining], proto="UDP"),
-        # and web loses two endpoints
     ]
     slices = [s for s in slices if s["metadata"]["name"] != "web-x"] + [endpoint_slice(t, "web", ["b1"])]
     after = desired_ruleset(services, slices, t.context(node))

@@ -1,0 +1,291 @@
+"""The DNS server: UDP and TCP on one address, cluster names from the zone, the rest forwarded.
+
+What it does follows the Corefile kubeadm installs: `kubernetes` for the cluster domain and the
+cluster's reverse ranges, `forward . /etc/resolv.conf` (at most `max_concurrent` forwarded
+queries in flight, REFUSED beyond), `health` on :8080/health and `ready` on :8181/ready. Wire
+format is dnspython's throughout. Cluster answers are computed in the datagram callback itself
+(no task per query); only forwarded queries become tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from collections.abc import Iterable
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+from skiff.dns.records import Answer, Zone
+
+log = logging.getLogger("skiff.dns")
+
+UDP_MIN_PAYLOAD = 512
+TCP_IDLE_SECONDS = 10.0
+
+
+def parse_upstream(text: str) -> tuple[str, int]:
+    """`1.2.3.4`, `1.2.3.4:5353`, `::1`, `[::1]:5353` → (address, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest.lstrip(":") or 53)
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    ipaddress.ip_address(text)  # reject names: a resolver cannot depend on a resolver
+    return text, 53
+
+
+def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The `nameserver` lines of a resolv.conf (what `forward . /etc/resolv.conf` uses)."""
+    servers = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver":
+                    servers.append(parts[1])
+    except OSError as e:
+        log.error("cannot read %s: %s", path, e)
+    return servers
+
+
+class DNSServer:
+    def __init__(self, zone: Zone, listen: str = "0.0.0.0", port: int = 53,
+                 upstreams: Iterable[str] | None = None, timeout: float = 2.0,
+                 max_concurrent: int = 1000, health_port: int | None = 8080, ready_port: int | None = 8181):
+        self.zone = zone
+        self.listen = listen
+        self.port = port
+        ups = list(upstreams) if upstreams is not None else host_nameservers()
+        self.upstreams = [parse_upstream(u) for u in ups]
+        self.timeout = timeout
+        self.max_concurrent = max_concurrent
+        self.health_port = health_port
+        self.ready_port = ready_port
+        # /ready turns false for the lame-duck period before shutdown, while queries still work.
+        self.shutting_down = False
+        self._inflight = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self),
+                                                           local_addr=(self.listen, self.port))
+        self.port = self._udp.get_extra_info("sockname")[1]
+        # The TCP listener shares the UDP port number, as DNS clients expect.
+        self._servers.append(await asyncio.start_server(self._serve_tcp, self.listen, self.port))
+        self.upstreams = [u for u in self.upstreams if not self._is_self(u)]
+        for attr in ("health_port", "ready_port"):
+            port = getattr(self, attr)
+            if port is not None:
+                srv = await asyncio.start_server(self._serve_http, self.listen, port)
+                setattr(self, attr, srv.sockets[0].getsockname()[1])
+                self._servers.append(srv)
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        for srv in self._servers:
+            srv.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for srv in self._servers:
+            await srv.wait_closed()
+        self._servers.clear()
+
+    def _is_self(self, upstream: tuple[str, int]) -> bool:
+        # Forwarding to ourselves would loop until every query times out (CoreDNS's `loop`
+        # plugin exists for this); drop such an upstream instead.
+        return upstream[1] == self.port and upstream[0] in (self.listen, "127.0.0.1", "::1") and \
+            self.listen in (upstream[0], "0.0.0.0", "::")
+
+    # ---- one query ---------------------------------------------------------------------------
+    def handle(self, wire: bytes, max_size: int | None) -> bytes | asyncio.Task | None:
+        """Reply bytes, a task that will produce them (forwarding), or None (drop the packet).
+        max_size None means TCP; otherwise the UDP payload limit is taken from the query."""
+        try:
+            q = dns.message.from_wire(wire, continue_on_error=True)
+        except Exception:  # shorter than a header: nothing to reply to
+            return None
+        if q.flags & dns.flags.QR:
+            return None  # a response sent to us; answering it could start a loop
+        if q.errors or len(q.question) != 1:
+            return self._error(q, dns.rcode.FORMERR)
+        if q.opcode() != dns.opcode.QUERY:
+            return self._error(q, dns.rcode.NOTIMP)
+        limit = 65535 if max_size is None else max(UDP_MIN_PAYLOAD, q.payload if q.edns >= 0 else 0)
+        question = q.question[0]
+        try:
+            ans = self.zone.answer(question.name, question.rdtype)
+        except Exception:
+            log.exception("answering %s %s failed", question.name, dns.rdatatype.to_text(question.rdtype))
+            ans = Answer(dns.rcode.SERVFAIL, [], [], [])
+        if ans is not None and not self._needs_chase(ans, question.rdtype):
+            return self._render(self._response(q, ans), limit)
+        if self._inflight >= self.max_concurrent:
+            return self._error(q, dns.rcode.REFUSED)
+        task = asyncio.get_running_loop().create_task(self._resolve_remote(q, ans, limit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _response(self, q: dns.message.Message, ans: Answer) -> dns.message.Message:
+        r = dns.message.make_response(q, recursion_available=True)
+        r.flags |= dns.flags.AA
+        r.set_rcode(ans.rcode)
+        r.answer.extend(ans.answer)
+        r.authority.extend(ans.authority)
+        r.additional.extend(ans.additional)
+        return r
+
+    def _needs_chase(self, ans: Answer, qtype: int) -> bool:
+        """An ExternalName's CNAME points outside the cluster: A/AAAA questions also get the
+        target's records, resolved upstream (as CoreDNS does)."""
+        if ans.rcode != dns.rcode.NOERROR or not ans.answer or qtype not in (dns.rdatatype.A,
+                                                                             dns.rdatatype.AAAA):
+            return False
+        last = ans.answer[-1]
+        return last.rdtype == dns.rdatatype.CNAME and not self.zone.is_authoritative(last[0].target)
+
+    async def _resolve_remote(self, q: dns.message.Message, ans: Answer | None, limit: int) -> bytes:
+        self._inflight += 1
+        try:
+            if ans is not None:  # chase an ExternalName target
+                target = ans.answer[-1][0].target
+                sub = dns.message.make_query(target, q.question[0].rdtype)
+                upstream = await self._forward(sub)
+                r = self._response(q, ans)
+                if upstream is not None and upstream.rcode() == dns.rcode.NOERROR:
+                    r.answer.extend(upstream.answer)
+                return self._render(r, limit)
+            upstream = await self._forward(q)
+            if upstream is None:
+                return self._error(q, dns.rcode.SERVFAIL)
+            upstream.id = q.id
+            return self._render(upstream, limit)
+        finally:
+            self._inflight -= 1
+
+    async def _forward(self, q: dns.message.Message) -> dns.message.Message | None:
+        import dns.asyncquery  # only forwarding needs it; keeps start-up imports small
+
+        for host, port in self.upstreams:
+            try:
+                resp, _ = await dns.asyncquery.udp_with_fallback(q, host, timeout=self.timeout, port=port)
+                return resp
+            except (dns.exception.DNSException, OSError, EOFError) as e:
+                log.warning("upstream %s:%d failed for %s: %s", host, port, q.question[0].name,
+                            type(e).__name__)
+        return None
+
+    @staticmethod
+    def _error(q: dns.message.Message, rcode: int) -> bytes:
+        r = dns.message.Message(id=q.id)
+        r.flags = dns.flags.QR | (q.flags & dns.flags.RD)
+        r.set_opcode(q.opcode())
+        if len(q.question) == 1:
+            r.question = list(q.question)
+        r.set_rcode(rcode)
+        return r.to_wire()
+
+    @staticmethod
+    def _render(r: dns.message.Message, limit: int) -> bytes:
+        try:
+            return r.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            # Too big for this UDP client: an empty truncated answer makes it retry over TCP.
+            r.answer.clear()
+            r.authority.clear()
+            r.additional.clear()
+            r.flags |= dns.flags.TC
+            return r.to_wire(max_size=limit)
+
+    # ---- transports --------------------------------------------------------------------------
+    def _on_datagram(self, data: bytes, addr, transport: asyncio.DatagramTransport) -> None:
+        try:
+            out = self.handle(data, UDP_MIN_PAYLOAD)
+        except Exception:
+            log.exception("query from %s failed", addr)
+            return
+        if isinstance(out, bytes):
+            transport.sendto(out, addr)
+        elif out is not None:
+            out.add_done_callback(lambda t: self._send_later(t, addr, transport))
+
+    @staticmethod
+    def _send_later(task: asyncio.Task, addr, transport: asyncio.DatagramTransport) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("forwarding for %s failed: %r", addr, task.exception())
+            return
+        if not transport.is_closing():
+            transport.sendto(task.result(), addr)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                # RFC 1035 §4.2.2 framing: a two-byte length, then the message.
+                size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS), "big")
+                data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE_SECONDS)
+                out = self.handle(data, None)
+                if out is None:
+                    break
+                if not isinstance(out, bytes):
+                    out = await out
+                writer.write(len(out).to_bytes(2, "big") + out)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except Exception:
+            log.exception("TCP client failed")
+        finally:
+            writer.close()
+
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Just enough HTTP/1.x for kubelet probes: GET /health and GET /ready."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            parts = head.split(b"\r\n", 1)[0].split()
+            path = parts[1].decode("latin-1").split("?", 1)[0] if len(parts) >= 2 else ""
+            if path == "/health":
+                status, body = "200 OK", "OK"
+            elif path == "/ready":
+                ready = self.zone.synced and not self.shutting_down
+                status, body = ("200 OK", "OK") if ready else ("503 Service Unavailable", "not ready")
+            else:
+                status, body = "404 Not Found", "404 page not found"
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer):
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.server._on_datagram(data, addr, self.transport)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)

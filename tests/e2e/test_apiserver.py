@@ -1,0 +1,298 @@
+"""The API server driven by the real kubectl and the official Python client (issue: the API server).
+
+One control plane (API server + controllers, 127.0.0.1 only) serves the module; tests that need a
+clean slate use their own namespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.support import SEED, ControlPlane, unique_name
+
+
+@pytest.fixture(scope="module")
+def cp():
+    plane = ControlPlane()
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.cleanup()
+
+
+@pytest.fixture
+def kubectl(cp):
+    return cp.kubectl
+
+
+@pytest.fixture
+def ns(kubectl):
+    name = unique_name("ns")
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _apply_seed(kubectl, ns):
+    return kubectl("apply", "-n", ns, "-f", str(SEED))
+
+
+def test_version_and_discovery(kubectl):
+    out = kubectl("version", "-o", "json")
+    assert json.loads(out)["serverVersion"]["gitVersion"].startswith("v1.33")
+    res = kubectl("api-resources", "--no-headers")
+    for name in ("pods", "services", "deployments", "endpointslices", "ingresses", "leases", "events"):
+        assert re.search(rf"^{name}\s", res, re.M), name
+
+
+def test_default_namespaces_and_kubernetes_service(kubectl):
+    nss = kubectl("get", "ns", "-o", "name").split()
+    for n in ("default", "kube-system", "kube-public", "kube-node-lease"):
+        assert f"namespace/{n}" in nss
+    svc = json.loads(kubectl("get", "svc", "kubernetes", "-n", "default", "-o", "json"))
+    assert svc["spec"]["clusterIP"] == "10.96.0.1"
+
+
+def test_apply_seed_created_unchanged_configured(kubectl, ns):
+    out = _apply_seed(kubectl, ns)
+    lines = out.strip().splitlines()
+    assert len(lines) == 9 and all(line.endswith(" created") for line in lines), out
+    again = _apply_seed(kubectl, ns)
+    assert all(line.endswith(" unchanged") for line in again.strip().splitlines()), again
+    edited = (SEED / "nodeport.yaml").read_text().replace("replicas: 3", "replicas: 4")
+    out = kubectl("apply", "-n", ns, "-f", "-", input=edited)
+    assert "deployment.apps/my-app configured" in out
+    assert "service/teva-nodeport-service unchanged" in out
+    assert json.loads(kubectl("get", "deploy", "my-app", "-n", ns, "-o", "json"))["spec"]["replicas"] == 4
+
+
+def test_server_side_apply(kubectl, ns):
+    out = kubectl("apply", "--server-side", "-n", ns, "-f", str(SEED / "clusterip.yaml"))
+    assert "deployment.apps/backend serverside-applied" in out
+    out = kubectl("apply", "--server-side", "-n", ns, "-f", str(SEED / "clusterip.yaml"))
+    assert "service/backend-service serverside-applied" in out
+    obj = json.loads(kubectl("get", "deploy", "backend", "-n", ns, "-o", "json", "--show-managed-fields"))
+    managers = {m["manager"]: m["operation"] for m in obj["metadata"]["managedFields"]}
+    assert managers.get("kubectl") == "Apply"
+
+
+def test_get_svc_columns(kubectl, ns):
+    _apply_seed(kubectl, ns)
+    out = kubectl("get", "svc", "-n", ns)
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    by_name = {r.split()[0]: r.split() for r in rows}
+    assert by_name["teva-nodeport-service"][1] == "NodePort"
+    assert by_name["teva-nodeport-service"][4] == "80:30008/TCP"
+    assert by_name["backend-service"][3] == "<none>"
+    assert by_name["backend"][1] == "LoadBalancer"
+    assert re.match(r"^80:3\d{4}/TCP$", by_name["backend"][4])
+    for row in by_name.values():
+        assert ipaddress.ip_address(row[2]) in ipaddress.ip_network("10.96.0.0/12")
+        assert re.match(r"^\d+(s|m)", row[5])
+    wide = kubectl("get", "svc", "-o", "wide", "-n", ns)
+    assert "SELECTOR" in wide.splitlines()[0] and "app=my-app" in wide
+    everything = kubectl("get", "all", "-n", ns)
+    assert "service/teva-nodeport-service" in everything and "deployment.apps/my-app" in everything
+    labels = kubectl("get", "svc", "--show-labels", "-n", ns)
+    assert "LABELS" in labels.splitlines()[0]
+    all_ns = kubectl("get", "svc", "-A")
+    assert all_ns.splitlines()[0].split()[0] == "NAMESPACE" and ns in all_ns
+
+
+def test_describe_yaml_explain_delete(kubectl, ns):
+    _apply_seed(kubectl, ns)
+    d = kubectl("describe", "svc", "teva-nodeport-service", "-n", ns)
+    assert re.search(r"NodePort:\s+<unset>\s+30008/TCP", d)
+    assert re.search(r"IP Families:\s+IPv4", d)
+    y = kubectl("get", "svc", "teva-nodeport-service", "-n", ns, "-o", "yaml")
+    assert "nodePort: 30008" in y and "clusterIP: 10." in y
+    ex = kubectl("explain", "service.spec.ports")
+    assert "FIELD: ports <[]ServicePort>" in ex and "nodePort" in ex
+    out = kubectl("delete", "-n", ns, "-f", str(SEED / "nodeport.yaml"))
+    assert 'deployment.apps "my-app" deleted' in out and 'service "teva-nodeport-service" deleted' in out
+    assert kubectl.run("get", "svc", "teva-nodeport-service", "-n", ns, check=False).returncode == 1
+
+
+def test_create_subcommands_protobuf(kubectl, ns):
+    assert "deployment.apps/web created" in kubectl("create", "deployment", "web", "--image=nginx", "-n", ns)
+    assert "service/web created" in kubectl("create", "service", "clusterip", "web", "--tcp=80:80", "-n", ns)
+    assert "secret/s1 created" in kubectl("create", "secret", "generic", "s1", "--from-literal=a=b", "-n", ns)
+    assert "configmap/c1 created" in kubectl("create", "configmap", "c1", "--from-literal=a=b", "-n", ns)
+    assert "ingress.networking.k8s.io/i1 created" in kubectl(
+        "create", "ingress", "i1", "--rule=foo.test/=web:80", "-n", ns)
+    dep = json.loads(kubectl("get", "deploy", "web", "-n", ns, "-o", "json"))
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx"
+    assert json.loads(kubectl("get", "secret", "s1", "-n", ns, "-o", "json"))["data"] == {"a": "Yg=="}
+
+
+@pytest.mark.parametrize("manifest,message", [
+    ("spec: {type: NodePort, selector: {app: w}, ports: [{port: 80, nodePort: 80}]}",
+     'The Service "{name}" is invalid: spec.ports[0].nodePort: Invalid value: 80: provided port is not in the '
+     'valid range. The range of valid ports is 30000-32767'),
+    ("spec: {selector: {app: w}, ports: [{port: 80}, {port: 81}]}",
+     'The Service "{name}" is invalid: \n* spec.ports[0].name: Required value\n* spec.ports[1].name: Required value'),
+    ("spec: {selector: {app: w}, bogus: 1, ports: [{port: 80}]}",
+     'Service in version "v1" cannot be handled as a Service: strict decoding error: unknown field "spec.bogus"'),
+])
+def test_invalid_services_refused(kubectl, ns, manifest, message):
+    name = unique_name("bad")
+    proc = kubectl.run("apply", "-n", ns, "-f", "-", check=False,
+                       input=f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n{manifest}\n")
+    assert proc.returncode == 1
+    assert message.replace("{name}", name) in proc.stderr
+    assert kubectl.run("get", "svc", name, "-n", ns, check=False).returncode == 1  # nothing was stored
+
+
+def test_node_port_taken_and_cluster_ip_immutable(kubectl, ns):
+    _apply_seed(kubectl, ns)
+    name = unique_name("clash")
+    proc = kubectl.run("apply", "-n", ns, "-f", "-", check=False, input=(
+        f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n"
+        "spec: {type: NodePort, selector: {app: w}, ports: [{port: 80, nodePort: 30008}]}\n"))
+    assert proc.returncode == 1
+    assert "spec.ports[0].nodePort: Invalid value: 30008: provided port is already allocated" in proc.stderr
+    ip = json.loads(kubectl("get", "svc", "backend-service", "-n", ns, "-o", "json"))["spec"]["clusterIP"]
+    new_ip = "10.96.200.200" if ip != "10.96.200.200" else "10.96.200.201"
+    proc = kubectl.run("patch", "svc", "backend-service", "-n", ns, "-p",
+                       json.dumps({"spec": {"clusterIP": new_ip, "clusterIPs": [new_ip]}}), check=False)
+    assert proc.returncode == 1 and "may not change once set" in proc.stderr
+    after = json.loads(kubectl("get", "svc", "backend-service", "-n", ns, "-o", "json"))["spec"]["clusterIP"]
+    assert after == ip
+
+
+def test_watch_streams_changes(kubectl, ns):
+    kubectl("create", "service", "clusterip", "w1", "--tcp=80:80", "-n", ns)
+    proc = kubectl.popen("get", "svc", "-w", "-n", ns, "--output-watch-events")
+    try:
+        time.sleep(1.0)
+        kubectl("label", "svc", "w1", "tier=x", "-n", ns)
+        kubectl("delete", "svc", "w1", "-n", ns)
+        time.sleep(1.0)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=5)
+    events = [line.split()[0] for line in out.splitlines()[1:] if "w1" in line]
+    assert events[:1] == ["ADDED"] and "MODIFIED" in events and events[-1] == "DELETED", out
+
+
+def _client(cp):
+    import kubernetes
+
+    conf = kubernetes.client.Configuration()
+    conf.host = cp.cfg.server_url
+    conf.api_key = {"authorization": "Bearer " + cp.cfg.token}
+    conf.ssl_ca_cert = str(cp.state_dir / "pki" / "ca.crt")
+    return kubernetes.client.ApiClient(conf)
+
+
+def test_python_client_list_watch_patch(cp, ns):
+    import kubernetes
+
+    api = kubernetes.client.CoreV1Api(_client(cp))
+    initial = api.list_namespaced_config_map(ns)
+    seen: list[tuple[str, str]] = []
+    w = kubernetes.watch.Watch()
+
+    def watcher():
+        for ev in w.stream(api.list_namespaced_config_map, ns, resource_version=initial.metadata.resource_version,
+                           timeout_seconds=10):
+            seen.append((ev["type"], ev["object"].metadata.name))
+            if ev["type"] == "DELETED":
+                w.stop()
+    t = threading.Thread(target=watcher)
+    t.start()
+    time.sleep(0.3)
+    api.create_namespaced_config_map(ns, {"metadata": {"name": "pc"}, "data": {"a": "1"}})
+    patched = api.patch_namespaced_config_map("pc", ns, {"data": {"a": "2"}})
+    assert patched.data == {"a": "2"}
+    assert [c.metadata.name for c in api.list_namespaced_config_map(ns).items] == ["pc"]
+    api.delete_namespaced_config_map("pc", ns)
+    t.join(15)
+    assert seen == [("ADDED", "pc"), ("MODIFIED", "pc"), ("DELETED", "pc")]
+
+
+def test_unauthenticated_and_bad_bodies(cp):
+    ctx = ssl.create_default_context(cafile=str(cp.state_dir / "pki" / "ca.crt"))
+
+    def call(path, method="GET", body=None, token=True, ctype="application/json"):
+        req = urllib.request.Request(cp.cfg.server_url + path, method=method, data=body)
+        if token:
+            req.add_header("Authorization", "Bearer " + cp.cfg.token)
+        req.add_header("Content-Type", ctype)
+        try:
+            with urllib.request.urlopen(req, context=ctx) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    code, body = call("/api/v1/namespaces", token=False)
+    assert code == 401 and body["kind"] == "Status" and body["reason"] == "Unauthorized"
+    code, body = call("/api/v1/namespaces/default/configmaps", "POST", b'{"metadata": {"name": "x",}}')
+    assert code == 400 and "line 1, column 27" in body["message"]
+    code, body = call("/api/v1/namespaces/default/configmaps", "POST", b"x" * (3 * 1024 * 1024 + 10))
+    assert code == 413 and body["kind"] == "Status"
+
+
+def test_restart_keeps_objects_and_allocations(cp, kubectl, ns):
+    _apply_seed(kubectl, ns)
+    before = json.loads(kubectl("get", "svc", "-n", ns, "-o", "json"))["items"]
+    cp.restart()
+    after = json.loads(kubectl("get", "svc", "-n", ns, "-o", "json"))["items"]
+    key = lambda s: (s["metadata"]["name"], s["spec"].get("clusterIP"),  # noqa: E731
+                     tuple(p.get("nodePort") for p in s["spec"]["ports"]), s["metadata"]["uid"])
+    assert sorted(map(key, before)) == sorted(map(key, after))
+    # The NodePort is still held after the restart.
+    proc = kubectl.run("create", "service", "nodeport", unique_name("np"), "--tcp=80:80", "--node-port=30008",
+                       "-n", ns, check=False)
+    assert proc.returncode == 1 and "provided port is already allocated" in proc.stderr
+
+
+WRITER = r"""
+import json, ssl, sys, urllib.request
+server, token, ca, ns = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=ca)
+i = 0
+while True:
+    body = json.dumps({"metadata": {"name": f"k{i}"}, "data": {"i": str(i)}}).encode()
+    req = urllib.request.Request(f"{server}/api/v1/namespaces/{ns}/configmaps", data=body, method="POST",
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, context=ctx, timeout=5).read()
+    except Exception:
+        continue
+    print(f"k{i}", flush=True)
+    i += 1
+"""
+
+
+def test_kill_9_loses_no_acknowledged_write(cp, kubectl, ns):
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, cp.cfg.server_url, cp.cfg.token,
+                               str(cp.state_dir / "pki" / "ca.crt"), ns], stdout=subprocess.PIPE, text=True)
+    acked: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(acked) < 150 and time.monotonic() < deadline:
+            acked.append(writer.stdout.readline().strip())
+        cp.stop(signal.SIGKILL)
+    finally:
+        writer.kill()
+        rest, _ = writer.communicate()
+    acked += [line for line in rest.split() if line]
+    cp.start()
+    stored = set(kubectl("get", "configmaps", "-n", ns, "-o", "name").split())
+    missing = [a for a in acked if f"configmap/{a}" not in stored]
+    assert len(acked) >= 150 and not missing, f"{len(missing)} acknowledged writes lost: {missing[:5]}"
