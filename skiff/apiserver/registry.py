@@ -169,13 +169,17 @@ class Registry:
         errs = strategy.validate(info, obj, None)
         if errs:
             raise errors.invalid_object(info.kind, info.group, md.get("name", ""), errs)
+        key = info.storage_key(namespace, md["name"])
+        if await self.store.get(key) is not None:
+            # Answer AlreadyExists before admission can report the existing object's own addresses as taken.
+            raise errors.already_exists(info, md["name"])
         undo = await self.admit(info, obj, None, dry_run) if self.admit else None
         if dry_run:
             if undo:
                 undo()
             return obj
         try:
-            kv = await self.store.create(info.storage_key(namespace, md["name"]), _encode(obj))
+            kv = await self.store.create(key, _encode(obj))
         except KeyExists:
             if undo:
                 undo()

@@ -100,6 +100,11 @@ class PodView:
     extra: dict = field(default_factory=dict)
 
 
+def init_done(c: ContainerRecord) -> bool:
+    """An init container lets the next ones start: it completed, or (a sidecar) it has started."""
+    return c.started if c.sidecar else (c.state == TERMINATED and c.exit_code == 0)
+
+
 def pod_phase(spec: dict, inits: list[ContainerRecord], containers: list[ContainerRecord]) -> str:
     policy = spec.get("restartPolicy") or "Always"
     for c in inits:
@@ -154,9 +159,7 @@ def pod_conditions(phase: str, view: PodView, inits: list[ContainerRecord], cont
     terminal = phase in ("Succeeded", "Failed")
     conds = [_condition("PodReadyToStartContainers", view.sandbox_ready)]
 
-    pending_inits = [c.name for c in inits if not (c.sidecar and c.started)
-                     and not (c.state == TERMINATED and c.exit_code == 0) and not c.sidecar]
-    pending_inits += [c.name for c in inits if c.sidecar and not c.started]
+    pending_inits = [c.name for c in inits if not init_done(c)]
     if terminal and phase == "Succeeded":
         conds.append(_condition("Initialized", True, "PodCompleted"))
     elif pending_inits:
