@@ -16,10 +16,10 @@ annotation interop, unions, duplicate list keys.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from skiff.api.clone import clone
 from skiff.api.errors import APIError, bad_request
 from skiff.api.patch import typeinfo
 from skiff.api.patch.typeinfo import UNTYPED, Node
@@ -249,11 +249,11 @@ def _index(items: list, node: Node) -> dict[str, Any] | None:
 def merge(live: Any, config: Any, node: Node = UNTYPED) -> Any:
     """The applied configuration merged into the live object (`TypedValue.Merge`)."""
     if config is _MISSING:
-        return copy.deepcopy(live)
+        return clone(live)
     if live is _MISSING or live is None:
         return _without_nulls(config)
     if isinstance(live, dict) and isinstance(config, dict) and not node.atomic_map:
-        out = copy.deepcopy(live)
+        out = clone(live)
         for key, value in config.items():
             if value is None:
                 out.pop(key, None)
@@ -281,7 +281,7 @@ def _merge_items(live: list, config: list, node: Node) -> list:
         if li < len(live):
             element = live_elements[li]
             if element not in config_by_element:
-                out.append(copy.deepcopy(live[li]))
+                out.append(clone(live[li]))
                 li += 1
                 continue
             if element in done:
@@ -416,7 +416,7 @@ def _owned(paths: set[Path], ignored: tuple[str, ...]) -> set[Path]:
 
 
 def _without_meta(obj: dict | None) -> dict:
-    out = copy.deepcopy(obj) if obj else {}
+    out = clone(obj) if obj else {}
     meta = out.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
@@ -462,7 +462,7 @@ def server_side_apply(live: dict | None, applied: dict, manager: str, force: boo
     node = _node(group, version, kind)
     managers = _decode(live)
     current = _without_meta(live)
-    config = copy.deepcopy(applied)
+    config = clone(applied)
 
     applied_set = _owned(field_set(config, node), ignored_fields)
     ident = (manager, "Apply", "", "")
@@ -514,7 +514,7 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, operation: 
     added = _owned(added, ignored_fields)
     modified = _owned(modified, ignored_fields)
     removed = _owned(removed, ignored_fields)
-    result = copy.deepcopy(new)
+    result = clone(new)
     if not (added or modified or removed):
         return _encode(result, managers)
     api_version = _api_version(group, version)

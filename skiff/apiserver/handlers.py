@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import json
 import logging
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from skiff.api import errors, managedfields, meta, patch, tables
+from skiff.api.clone import clone
 from skiff.api.errors import APIError
 from skiff.api.resources import ResourceInfo, lookup
 from skiff.api.selectors import selector_string
@@ -194,7 +194,7 @@ class ResourceHandler:
         if rv is None and t.subresource is None:
             # An update without resourceVersion is an unconditional replace (allowed for most types).
             def mut(cur: dict) -> dict:
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 return _managed(cur, new, manager, t.info, meta.now_rfc3339())
             new, created = await self.registry.update(t.info, t.namespace, t.name, obj, subresource=sub,
                                                       dry_run=dry, mutate=mut, create_if_missing=False)
@@ -259,7 +259,7 @@ class ResourceHandler:
                            "application/apply-patch+yaml, application/strategic-merge-patch+json")
 
         def mutate2(cur: dict) -> dict:
-            old = copy.deepcopy(cur)
+            old = clone(cur)
             new = apply(cur)
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch did not produce an object")

@@ -8,12 +8,12 @@ implement two-phase deletion.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from skiff.api import errors, meta, selectors
+from skiff.api.clone import clone
 from skiff.api.errors import APIError
 from skiff.api.resources import ResourceInfo, lookup
 from skiff.apiserver import strategy
@@ -213,7 +213,7 @@ class Registry:
                 raise errors.not_found(info, name)
             old = decode(kv)
             if mutate is not None:
-                new = mutate(copy.deepcopy(old))
+                new = mutate(clone(old))
             else:
                 new = obj
                 rv = new.get("metadata", {}).get("resourceVersion")
@@ -318,7 +318,7 @@ class Registry:
                 if md.get("deletionTimestamp") and (grace >= md.get("deletionGracePeriodSeconds", 0) or
                                                     grace > 0 and not finalizers):
                     return obj, False  # already terminating; a longer grace cannot extend it
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 nmd = new["metadata"]
                 nmd["finalizers"] = finalizers
                 if not finalizers:

@@ -4,10 +4,10 @@ what create resets, what an update may change, when generation moves, and which 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 from skiff.api import defaults
+from skiff.api.clone import clone
 from skiff.api.errors import FieldError
 from skiff.api.resources import ResourceInfo
 from skiff.api.validation import meta as meta_validation
@@ -74,11 +74,11 @@ def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: st
                 new.pop(key)
         for key, value in old.items():
             if key not in ("status", "metadata"):
-                new[key] = copy.deepcopy(value)
-        new["metadata"] = {**copy.deepcopy(md_old), "resourceVersion": md_new.get("resourceVersion")}
+                new[key] = clone(value)
+        new["metadata"] = {**clone(md_old), "resourceVersion": md_new.get("resourceVersion")}
         return
     if info.has_status and info.kind not in ("Node",) and "status" in old:
-        new["status"] = copy.deepcopy(old["status"])
+        new["status"] = clone(old["status"])
     elif info.has_status and info.kind not in ("Node",):
         new.pop("status", None)
     if info.kind == "Service":

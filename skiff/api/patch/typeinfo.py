@@ -95,8 +95,22 @@ class Node:
 UNTYPED = Node()
 
 
+_NODE_CACHE: dict[tuple[int, str], Node] = {}
+
+
 def from_property(prop: dict, name: str = "") -> Node:
-    """A node from a property schema: the extensions may sit on the property or on the referenced definition."""
+    """A node from a property schema: the extensions may sit on the property or on the referenced definition.
+
+    Memoized by the schema dict's identity: the definitions are loaded once and never mutated, and
+    the write path walks the same few schemas for every request."""
+    key = (id(prop), name)
+    node = _NODE_CACHE.get(key)
+    if node is None:
+        node = _NODE_CACHE[key] = _from_property(prop, name)
+    return node
+
+
+def _from_property(prop: dict, name: str = "") -> Node:
     resolved = _schema.resolve(prop) if "$ref" in prop else prop
 
     def ext(key: str):

@@ -16,13 +16,13 @@ and `GoValueError`, shared by the other validators in this package.
 
 from __future__ import annotations
 
-import copy
 import ipaddress
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from skiff.api.clone import clone
 from skiff.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
 
 # ---- rendering values the way Go's %#v does ------------------------------------------------
@@ -330,7 +330,7 @@ def validate_service(svc: dict, old: dict | None = None) -> list[FieldError]:
     allocated values a client left out (`kubectl apply` sends no clusterIP); the check runs on a
     copy prepared the same way, so it gives the same answer whether or not allocation ran first.
     """
-    svc = copy.deepcopy(svc)
+    svc = clone(svc)
     if old is not None:
         patch_allocated_values(svc, old)
     normalize_cluster_ips(svc, old)
@@ -674,13 +674,13 @@ def prepare_for_create(svc: dict) -> None:
 
 def prepare_for_update(new: dict, old: dict) -> None:
     """Status is only written through /status; then wipe what the new type no longer uses."""
-    new["status"] = copy.deepcopy(old.get("status") or {"loadBalancer": {}})
+    new["status"] = clone(old.get("status") or {"loadBalancer": {}})
     drop_type_dependent_fields(new, old)
 
 
 def prepare_for_status_update(new: dict, old: dict) -> None:
     """The /status subresource may not change the spec."""
-    new["spec"] = copy.deepcopy(old.get("spec") or {})
+    new["spec"] = clone(old.get("spec") or {})
 
 
 def _node_ports(spec: dict) -> set[int]:

@@ -1,0 +1,196 @@
+"""LoadBalancer controller: assigns addresses from the pool to `type: LoadBalancer` Services and
+announces them, as cloud-provider-kind or MetalLB do.
+
+Announcement is a host route `<ip>/32 via <node ip>` to one Ready node (one with a ready local
+endpoint when externalTrafficPolicy is Local); when that node goes NotReady the route moves,
+which is MetalLB's layer-2 failover in routing form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import ipaddress
+import logging
+
+from skiff.api import meta
+from skiff.client.informer import WorkQueue, run_workers
+from skiff.client.rest import ClientError
+from skiff.controllers.base import NODES, SERVICES, SLICES, EventRecorder, split_key
+from skiff.net.names import bridge_name
+
+log = logging.getLogger("skiff.controllers.loadbalancer")
+LB_CLASS = "skiff.dev/lb"
+
+
+def parse_pool(pool: str) -> list[str]:
+    """`a.b.c.d-e.f.g.h` or a CIDR -> addresses, in order."""
+    if "-" in pool:
+        lo, hi = (ipaddress.ip_address(p.strip()) for p in pool.split("-", 1))
+        return [str(ipaddress.ip_address(i)) for i in range(int(lo), int(hi) + 1)]
+    net = ipaddress.ip_network(pool.strip(), strict=False)
+    return [str(a) for a in (net.hosts() if net.num_addresses > 2 else net)]
+
+
+def wants_lb(svc: dict) -> bool:
+    spec = svc.get("spec", {})
+    return spec.get("type") == "LoadBalancer" and spec.get("loadBalancerClass") in (None, "", LB_CLASS)
+
+
+def requested_ip(svc: dict) -> str | None:
+    spec = svc.get("spec", {})
+    ann = svc["metadata"].get("annotations") or {}
+    return spec.get("loadBalancerIP") or ann.get("metallb.universe.tf/loadBalancerIPs") or None
+
+
+def current_ips(svc: dict) -> list[str]:
+    return [i["ip"] for i in (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []) if i.get("ip")]
+
+
+async def _ip(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec("ip", *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, (err or out).decode().strip()
+
+
+async def run(ctx) -> None:
+    client = ctx.client
+    cfg = ctx.cfg
+    pool = parse_pool(cfg.lb_pool)
+    bridge = bridge_name(cfg.name)
+    services = ctx.informer(SERVICES)
+    nodes = ctx.informer(NODES)
+    slices = ctx.informer(SLICES)
+    queue = WorkQueue()
+    recorder = EventRecorder(client, "service-lb-controller")
+    owner: dict[str, str] = {}  # ip -> service key
+    routes: dict[str, str] = {}  # ip -> node ip it is routed to
+
+    services.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
+
+    def requeue_all(*_a) -> None:
+        for s in services.list():
+            if wants_lb(s) or current_ips(s):
+                queue.add(meta.key_of(s))
+    nodes.add_handler(requeue_all)
+    slices.add_handler(lambda t, o, old: queue.add(
+        f"{o['metadata']['namespace']}/{(o['metadata'].get('labels') or {}).get('kubernetes.io/service-name')}"))
+    await ctx.wait_synced(SERVICES, NODES, SLICES)
+    for s in services.list():
+        if wants_lb(s):
+            for ip in current_ips(s):
+                owner[ip] = meta.key_of(s)
+
+    def ready_nodes() -> list[dict]:
+        out = []
+        for n in nodes.list():
+            c = meta.get_condition(n, "Ready")
+            if c and c.get("status") == "True" and not n.get("spec", {}).get("unschedulable"):
+                out.append(n)
+        return sorted(out, key=lambda n: n["metadata"]["name"])
+
+    def node_ip(node: dict) -> str | None:
+        for a in node.get("status", {}).get("addresses") or []:
+            if a.get("type") == "InternalIP":
+                return a["address"]
+        return None
+
+    def pick_node(svc: dict) -> str | None:
+        candidates = ready_nodes()
+        if svc["spec"].get("externalTrafficPolicy") == "Local":
+            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+            local = set()
+            for sl in slices.list(ns):
+                if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
+                    continue
+                for ep in sl.get("endpoints") or []:
+                    if (ep.get("conditions") or {}).get("ready") and ep.get("nodeName"):
+                        local.add(ep["nodeName"])
+            candidates = [n for n in candidates if n["metadata"]["name"] in local] or candidates
+        # Keep the current node while it stays a candidate, so traffic does not move needlessly.
+        ips = [node_ip(n) for n in candidates]
+        ips = [i for i in ips if i]
+        for ip in current_ips(svc):
+            if routes.get(ip) in ips:
+                return routes[ip]
+        return ips[0] if ips else None
+
+    async def announce(ip: str, via: str | None) -> None:
+        if via is None:
+            if ip in routes:
+                await _ip("route", "del", f"{ip}/32")
+                routes.pop(ip, None)
+            return
+        if routes.get(ip) == via:
+            return
+        rc, err = await _ip("route", "replace", f"{ip}/32", "via", via, "dev", bridge)
+        if rc == 0:
+            routes[ip] = via
+        else:
+            log.warning("cannot route %s via %s: %s", ip, via, err)
+
+    async def withdraw(key: str) -> None:
+        for ip, k in list(owner.items()):
+            if k == key:
+                owner.pop(ip)
+                await announce(ip, None)
+
+    async def sync(key: str) -> None:
+        svc = services.get(key)
+        if svc is None or not wants_lb(svc):
+            await withdraw(key)
+            if svc is not None and current_ips(svc) and svc["spec"].get("type") != "LoadBalancer":
+                new = copy.deepcopy(svc)
+                new["status"]["loadBalancer"] = {}
+                await _write_status(new)
+            return
+        ips = current_ips(svc)
+        want = requested_ip(svc)
+        if want and ips and want not in ips:
+            await withdraw(key)
+            ips = []
+        if not ips:
+            ip = None
+            if want:
+                if owner.get(want, key) != key:
+                    await recorder.record(svc, "Warning", "AllocationFailed",
+                                          f"Failed to allocate IP for \"{key}\": {want} is already in use by "
+                                          f"{owner[want]}")
+                    return
+                ip = want
+            else:
+                ip = next((a for a in pool if a not in owner), None)
+            if ip is None:
+                await recorder.record(svc, "Warning", "AllocationFailed",
+                                      f"Failed to allocate IP for \"{key}\": no available IPs in the pool "
+                                      f"{cfg.lb_pool} ({len(pool)} addresses, all in use); delete a LoadBalancer "
+                                      f"Service or restart the cluster with a larger --lb-pool")
+                return
+            owner[ip] = key
+            new = copy.deepcopy(svc)
+            new.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
+            if not await _write_status(new):
+                owner.pop(ip, None)
+                return
+            await recorder.record(svc, "Normal", "IPAllocated", f"Assigned IP [\"{ip}\"]")
+            ips = [ip]
+        via = pick_node(svc)
+        for ip in ips:
+            owner[ip] = key
+            await announce(ip, via)
+
+    async def _write_status(svc: dict) -> bool:
+        ns, name = split_key(meta.key_of(svc))
+        try:
+            await client.replace(SERVICES, ns, name, svc, sub="status")
+            return True
+        except ClientError as e:
+            if e.code == 409:
+                queue.add_after(meta.key_of(svc), 0.01)
+                return False
+            if e.code == 404:
+                return False
+            raise
+
+    await run_workers(queue, sync, workers=1, name="loadbalancer")

@@ -1,0 +1,797 @@
+"""The kubelet part of the node agent: runs the pods bound to this node.
+
+One `PodWorker` per pod UID (never two for the same pod) drives its pod to the desired state:
+sandbox (network namespace + IP) → init containers one by one → all containers, each supervised
+by its own task that applies the restart policy with CrashLoopBackOff back-off and runs the
+container's probes. Status goes back to the API through `pods/<name>/status`, only when it
+changed and debounced so that a burst of changes costs one write. When the pod is deleted the
+worker stops the containers gracefully, removes the sandbox, releases the IP and finally deletes
+the object with gracePeriodSeconds=0 and a UID precondition, as the kubelet does.
+
+`PodResolver` answers the streaming server's questions (logs, exec, port-forward) about pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from skiff.api.resources import lookup
+from skiff.client.informer import Informer
+from skiff.client.rest import Client, ClientError
+from skiff.config import ClusterConfig
+from skiff.controllers.base import PODS, SERVICES, EventRecorder
+from skiff.dns.resolvconf import hosts_file, pod_hostname, resolv_conf
+from skiff.images.registry import (
+    ImageNotFound,
+    InvalidImageName,
+    NoCommandSpecified,
+    canonical_reference,
+    resolve,
+)
+from skiff.net import names
+from skiff.net.ipam import PodIPAM
+from skiff.net.plan import pod_gateway
+from skiff.node import envvars, probes
+from skiff.node.podstatus import (
+    RUNNING,
+    TERMINATED,
+    WAITING,
+    ContainerRecord,
+    PodView,
+    init_done,
+    pod_phase,
+    pod_status,
+    status_patch,
+)
+from skiff.node.runtime import ContainerProcess, ContainerStartError, exec_in_container, start_container
+from skiff.node.sandbox import Sandbox, SandboxError, create_sandbox, destroy_sandbox_netns, list_sandbox_netns
+
+log = logging.getLogger("skiff.kubelet")
+
+CONFIGMAPS = lookup("", "v1", "configmaps")
+SECRETS = lookup("", "v1", "secrets")
+
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+# A back-off entry untouched for this long is forgotten: a container that ran for 10 minutes
+# restarts right away again.
+BACKOFF_RESET = 600.0
+# Status writes are delayed this long so that a burst of changes costs one write.
+STATUS_DEBOUNCE = 0.01
+
+
+class Backoff:
+    """The kubelet's per-container back-off: the first restart is immediate, then 10 s doubling
+    to 300 s, measured from the previous restart."""
+
+    def __init__(self) -> None:
+        self.delay: float | None = None
+        self.last: float = 0.0
+
+    def wait_time(self, now: float) -> float:
+        if self.delay is None or now - self.last > BACKOFF_RESET:
+            return 0.0
+        return max(0.0, self.last + self.delay - now)
+
+    def record_restart(self, now: float) -> None:
+        if self.delay is None or now - self.last > BACKOFF_RESET:
+            self.delay = BACKOFF_INITIAL
+        else:
+            self.delay = min(self.delay * 2, BACKOFF_MAX)
+        self.last = now
+
+
+def fake_image_id(canonical: str) -> str:
+    """There is no registry, so no real digest: a stable one derived from the reference."""
+    repo = canonical.split("@")[0].rsplit(":", 1)[0] if "/" in canonical else canonical
+    return f"{repo}@sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def _canonical(image: str) -> str:
+    try:
+        return canonical_reference(image)
+    except InvalidImageName:
+        return image
+
+
+def _pod_label(pod: dict) -> str:
+    md = pod["metadata"]
+    return f"{md['name']}_{md.get('namespace', '')}({md.get('uid', '')})"
+
+
+def _grace(pod: dict) -> float:
+    md = pod["metadata"]
+    if md.get("deletionGracePeriodSeconds") is not None:
+        return float(md["deletionGracePeriodSeconds"])
+    g = pod.get("spec", {}).get("terminationGracePeriodSeconds")
+    return float(30 if g is None else g)
+
+
+class PodWorker:
+    def __init__(self, kubelet: Kubelet, pod: dict):
+        self.k = kubelet
+        self.pod = pod
+        md = pod["metadata"]
+        self.uid: str = md["uid"]
+        self.namespace: str = md.get("namespace", "default")
+        self.name: str = md["name"]
+        spec = pod.get("spec", {})
+        has_inits = bool(spec.get("initContainers"))
+        default_reason = "PodInitializing" if has_inits else "ContainerCreating"
+        previous = {c.get("name"): c for c in (pod.get("status", {}).get("containerStatuses") or [])
+                    + (pod.get("status", {}).get("initContainerStatuses") or [])}
+
+        def record(c: dict, init: bool) -> ContainerRecord:
+            rec = ContainerRecord(name=c["name"], image=_canonical(c.get("image", "")), reason=default_reason,
+                                  sidecar=init and c.get("restartPolicy") == "Always")
+            prev = previous.get(c["name"])
+            if prev and ("running" in (prev.get("state") or {}) or "terminated" in (prev.get("state") or {})):
+                # The agent restarted and its containers died with it: the next instance is a restart.
+                rec.restart_count = int(prev.get("restartCount") or 0) + 1
+            return rec
+
+        self.inits = [record(c, True) for c in spec.get("initContainers") or []]
+        self.containers = [record(c, False) for c in spec.get("containers") or []]
+        self.view = PodView(host_ip=kubelet.node_ip)
+        self.sandbox: Sandbox | None = None
+        self.procs: dict[str, ContainerProcess] = {}
+        self.envs: dict[str, dict[str, str]] = {}
+        self.instances: dict[str, int] = {}  # container -> restart count of its newest log file
+        self.probe_workers: dict[str, list[probes.ProbeWorker]] = {}
+        self.backoffs: dict[str, Backoff] = {}
+        self.runners: dict[str, asyncio.Task] = {}
+        self.terminal = False
+        self.removed = False  # gone from the API
+        self._stop = asyncio.Event()
+        self._dirty = asyncio.Event()
+        self._last_written: dict = dict(pod.get("status") or {})
+        self._written_rv = 0
+        self._task: asyncio.Task | None = None
+        self._status_task: asyncio.Task | None = None
+
+    # ---- lookups ------------------------------------------------------------------------------------
+    def spec_of(self, name: str) -> tuple[dict, bool]:
+        spec = self.pod.get("spec", {})
+        for c in spec.get("initContainers") or []:
+            if c["name"] == name:
+                return c, True
+        for c in spec.get("containers") or []:
+            if c["name"] == name:
+                return c, False
+        raise KeyError(name)
+
+    def record_of(self, name: str) -> ContainerRecord | None:
+        for rec in self.inits + self.containers:
+            if rec.name == name:
+                return rec
+        return None
+
+    def log_path(self, container: str, instance: int) -> str:
+        return str(self.k.log_root / f"{self.namespace}_{self.name}_{self.uid}" / container / f"{instance}.log")
+
+    # ---- life cycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"pod-{self.namespace}/{self.name}")
+        self._status_task = loop.create_task(self._status_loop(), name=f"status-{self.namespace}/{self.name}")
+
+    def update(self, pod: dict) -> None:
+        old_ready = _cond_status(self.pod, "Ready")
+        self.pod = pod
+        rv = _rv(pod)
+        if rv > self._written_rv and _cond_status(pod, "Ready") != _cond_status({"status": self._last_written},
+                                                                                  "Ready"):
+            # Someone else (the node lifecycle controller) rewrote our status: assert ours again.
+            self._last_written = dict(pod.get("status") or {})
+            self.mark_dirty()
+        if pod["metadata"].get("deletionTimestamp"):
+            self._stop.set()
+        del old_ready
+
+    def gone(self) -> None:
+        self.removed = True
+        self._stop.set()
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    async def _run(self) -> None:
+        status = self.pod.get("status", {})
+        if status.get("phase") in ("Succeeded", "Failed"):
+            # Finished before this agent started: nothing runs; wait for the object to go.
+            self.terminal = True
+            await self._stop.wait()
+            await self._finish(delete_object=not self.removed)
+            return
+        life = asyncio.get_running_loop().create_task(self._live())
+        stop = asyncio.get_running_loop().create_task(self._stop.wait())
+        try:
+            await asyncio.wait({life, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not life.done():
+            life.cancel()
+            with contextlib.suppress(BaseException):
+                await life
+        elif life.exception() is not None:
+            log.error("pod %s/%s failed: %r", self.namespace, self.name, life.exception())
+        if not self._stop.is_set():
+            # Terminal (Succeeded/Failed): tear the sandbox down, keep the object and its logs.
+            await self._teardown(grace=_grace(self.pod))
+            await self._stop.wait()
+        await self._finish(delete_object=not self.removed and not self.k.shutting_down)
+
+    async def _finish(self, delete_object: bool) -> None:
+        if not self.terminal or self.sandbox is not None or self.procs:
+            await self._teardown(grace=min(_grace(self.pod), self.k.shutdown_grace) if self.k.shutting_down
+                                 else _grace(self.pod))
+        if self._status_task is not None and not self.removed and not self.k.shutting_down:
+            await self._flush_status()
+        if self._status_task is not None:
+            self._status_task.cancel()
+        if delete_object:
+            try:
+                await self.k.client.delete(PODS, self.namespace, self.name, grace_period=0,
+                                           preconditions={"uid": self.uid})
+            except ClientError as e:
+                if e.code not in (404, 409):
+                    log.warning("deleting pod %s/%s: %s", self.namespace, self.name, e)
+        self.k.forget(self)
+
+    async def _teardown(self, grace: float) -> None:
+        """Stop every container (regular ones first, then init/sidecars), then the sandbox."""
+        for task in self.runners.values():
+            task.cancel()
+        for ws in self.probe_workers.values():
+            for w in ws:
+                w.stop()
+        for rec in self.inits + self.containers:
+            rec.ready = False
+        self.mark_dirty()
+        regular = [r.name for r in self.containers if r.name in self.procs]
+        others = [r.name for r in self.inits if r.name in self.procs]
+        for group in (regular, others):
+            await asyncio.gather(*(self._kill(name, grace, "Stopping container " + name) for name in group))
+        for task in self.runners.values():
+            with contextlib.suppress(BaseException):
+                await task
+        self.runners.clear()
+        for rec in self.inits + self.containers:
+            if rec.state == WAITING and rec.last_terminated is None and not self.terminal:
+                rec.reason = rec.reason or "ContainerCreating"
+        await self._destroy_sandbox()
+        self.terminal = True
+        self.mark_dirty()
+
+    async def _kill(self, name: str, grace: float, message: str) -> None:
+        proc = self.procs.get(name)
+        if proc is None or not proc.running:
+            return
+        _, init = self.spec_of(name)
+        self.k.event(self.pod, "Normal", "Killing", message, self._field_path(name, init))
+        code = await proc.stop(grace)
+        rec = self.record_of(name)
+        if rec is not None and rec.state == RUNNING:
+            rec.terminate(code, proc.started_at, proc.finished_at or time.time())
+        self.procs.pop(name, None)
+        self.mark_dirty()
+
+    async def _destroy_sandbox(self) -> None:
+        sb, self.sandbox = self.sandbox, None
+        self.view.sandbox_ready = False
+        if sb is not None and not self.pod.get("spec", {}).get("hostNetwork"):
+            await destroy_sandbox_netns(sb.node_netns, sb.netns)
+        if not self.pod.get("spec", {}).get("hostNetwork"):
+            self.k.ipam.release(self.uid)
+
+    # ---- running ------------------------------------------------------------------------------------
+    async def _live(self) -> None:
+        self.view.start_time = time.time() if not self.pod.get("status", {}).get("startTime") else \
+            _parse_ts(self.pod["status"]["startTime"])
+        self.mark_dirty()
+        await self._create_sandbox()
+        self.mark_dirty()
+        spec = self.pod.get("spec", {})
+        for rec in self.inits:
+            c, _ = self.spec_of(rec.name)
+            task = asyncio.get_running_loop().create_task(self._supervise(rec, c, init=True))
+            self.runners[rec.name] = task
+            if rec.sidecar:
+                while not rec.started and not task.done():
+                    await asyncio.wait({task}, timeout=0.05)
+                if task.done() and not init_done(rec):
+                    return
+                continue
+            await task
+            if not init_done(rec):
+                return  # failed with restartPolicy Never: the pod is Failed
+        for rec in self.containers:
+            if rec.reason == "PodInitializing":
+                rec.reason = "ContainerCreating"
+        self.mark_dirty()
+        for rec in self.containers:
+            c, _ = self.spec_of(rec.name)
+            self.runners[rec.name] = asyncio.get_running_loop().create_task(self._supervise(rec, c, init=False))
+        await asyncio.gather(*(self.runners[r.name] for r in self.containers), return_exceptions=True)
+        del spec
+
+    async def _create_sandbox(self) -> None:
+        spec = self.pod.get("spec", {})
+        cfg = self.k.cfg
+        hostname, _ = pod_hostname(self.pod, cfg.cluster_domain)
+        if spec.get("hostNetwork"):
+            # The pod shares the node's namespaces: a "sandbox" whose holder is this agent.
+            self.sandbox = Sandbox(netns=self.k.node_netns, node_netns=self.k.node_netns, pod_uid=self.uid,
+                                   pod_name=self.name, namespace=self.namespace, ip=self.k.node_ip,
+                                   gateway="", hostname=os.uname().nodename, host_veth="", pause_pid=os.getpid())
+            self.view.pod_ip = self.k.node_ip
+            self.view.sandbox_ready = True
+            return
+        ip = self.k.ipam.allocate(self.uid)
+        resolv = resolv_conf(self.pod, cfg.dns_service_ip, cfg.cluster_domain, self.k.host_resolv)
+        hosts = hosts_file(self.pod, ip, cfg.cluster_domain)
+        delay = 0.2
+        while True:
+            try:
+                self.sandbox = await create_sandbox(self.k.node_netns, self.uid, self.name, self.namespace, ip,
+                                                    self.k.gateway, resolv, hosts, hostname)
+                break
+            except SandboxError as e:
+                self.k.event(self.pod, "Warning", "FailedCreatePodSandBox",
+                             f"Failed to create pod sandbox: {e}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        self.view.pod_ip = ip
+        self.view.sandbox_ready = True
+
+    def _field_path(self, name: str, init: bool) -> str:
+        return f"spec.{'initContainers' if init else 'containers'}{{{name}}}"
+
+    async def _supervise(self, rec: ContainerRecord, c: dict, init: bool) -> None:
+        """Run one container until the restart policy says it is done."""
+        policy = "Always" if rec.sidecar else (self.pod.get("spec", {}).get("restartPolicy") or "Always")
+        backoff = self.backoffs.setdefault(rec.name, Backoff())
+        fp = self._field_path(rec.name, init)
+        while True:
+            c, _ = self.spec_of(rec.name)
+            code = await self._run_instance(rec, c, init, fp)
+            self.mark_dirty()
+            if init and not rec.sidecar and code == 0:
+                return
+            if policy == "Never" or (policy == "OnFailure" and code == 0):
+                return
+            wait = backoff.wait_time(time.time())
+            if wait > 0:
+                rec.last_terminated = rec.terminated_dict()
+                rec.state, rec.reason = WAITING, "CrashLoopBackOff"
+                rec.message = (f"back-off {int(backoff.delay or 0)}s restarting failed container={rec.name} "
+                               f"pod={_pod_label(self.pod)}")
+                self.mark_dirty()
+                self.k.event(self.pod, "Warning", "BackOff",
+                             f"Back-off restarting failed container {rec.name} in pod {_pod_label(self.pod)}", fp)
+                await asyncio.sleep(wait)
+            backoff.record_restart(time.time())
+            if rec.state == TERMINATED:
+                rec.last_terminated = rec.terminated_dict()
+            rec.restart_count += 1
+
+    async def _pull(self, rec: ContainerRecord, c: dict, fp: str) -> bool:
+        """Resolve the image, reporting ErrImagePull/ImagePullBackOff with back-off until it works."""
+        image = c.get("image", "")
+        pull_backoff = BACKOFF_INITIAL
+        while True:
+            try:
+                resolve(image, None, ["true"])
+                self.k.event(self.pod, "Normal", "Pulled", f'Container image "{image}" already present on machine',
+                             fp)
+                return True
+            except InvalidImageName as e:
+                msg = f'Failed to apply default image tag "{image}": {e}'
+                rec.state, rec.reason, rec.message = WAITING, "InvalidImageName", msg
+                self.mark_dirty()
+                self.k.event(self.pod, "Warning", "InspectFailed", msg, fp)
+                self.k.event(self.pod, "Warning", "Failed", "Error: InvalidImageName", fp)
+            except ImageNotFound as e:
+                self.k.event(self.pod, "Normal", "Pulling", f'Pulling image "{image}"', fp)
+                msg = f'Failed to pull image "{image}": {e}'
+                rec.state, rec.reason, rec.message = WAITING, "ErrImagePull", msg
+                self.mark_dirty()
+                self.k.event(self.pod, "Warning", "Failed", msg, fp)
+                self.k.event(self.pod, "Warning", "Failed", "Error: ErrImagePull", fp)
+                await asyncio.sleep(1.0)
+                rec.reason, rec.message = "ImagePullBackOff", f'Back-off pulling image "{image}": ErrImagePull: {e}'
+                self.mark_dirty()
+                self.k.event(self.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', fp)
+                self.k.event(self.pod, "Warning", "Failed", "Error: ImagePullBackOff", fp)
+            except NoCommandSpecified:
+                return True  # the image exists; the command error comes at create time
+            await asyncio.sleep(pull_backoff)
+            pull_backoff = min(pull_backoff * 2, BACKOFF_MAX)
+            c, _ = self.spec_of(rec.name)
+            image = c.get("image", "")
+            rec.image = _canonical(image)
+
+    async def _run_instance(self, rec: ContainerRecord, c: dict, init: bool, fp: str) -> int:
+        """Start one instance of the container, wait for it to end, record how; returns its exit code."""
+        await self._pull(rec, c, fp)
+        sb = self.sandbox
+        assert sb is not None
+        # Container config: env (may need ConfigMaps/Secrets), then the command.
+        while True:
+            try:
+                env = await self.k.container_env(self.pod_with_ips(), c)
+                cmd, args = envvars.expand_command(c, env)
+                resolved = resolve(c.get("image", ""), cmd, args)
+                break
+            except (envvars.EnvError, NoCommandSpecified) as e:
+                reason = "CreateContainerConfigError" if isinstance(e, envvars.EnvError) else "CreateContainerError"
+                rec.state, rec.reason, rec.message = WAITING, reason, str(e)
+                self.mark_dirty()
+                self.k.event(self.pod, "Warning", "Failed", f"Error: {e}", fp)
+                await asyncio.sleep(2.0)
+                c, _ = self.spec_of(rec.name)
+        full_env = {"PATH": resolved.env.get("PATH", ""), "HOSTNAME": sb.hostname, **resolved.env, **env}
+        if c.get("image", "").startswith("skiff/"):
+            full_env["SKIFF_STATE_DIR"] = str(self.k.state_dir)
+        self.envs[rec.name] = full_env
+        instance = rec.restart_count
+        path = self.log_path(rec.name, instance)
+        rec.container_id = secrets.token_hex(32)
+        rec.image = _canonical(c.get("image", ""))
+        rec.image_id = fake_image_id(rec.image)
+        self.k.event(self.pod, "Normal", "Created", f"Created container: {rec.name}", fp)
+        try:
+            proc = await start_container(sb, resolved.argv, full_env, c.get("workingDir") or None, path)
+        except ContainerStartError as e:
+            now = time.time()
+            self.instances[rec.name] = instance
+            msg = f"failed to create containerd task: failed to create shim task: OCI runtime create failed: {e}"
+            rec.terminate(128, now, now, "StartError", msg)
+            self.k.event(self.pod, "Warning", "Failed", f"Error: {msg}", fp)
+            return 128
+        self.instances[rec.name] = instance
+        self.procs[rec.name] = proc
+        rec.state, rec.reason, rec.message = RUNNING, None, None
+        rec.started_at, rec.exit_code, rec.finished_at = proc.started_at, None, None
+        self.k.event(self.pod, "Normal", "Started", f"Started container {rec.name}", fp)
+        self._start_probes(rec, c, proc, init, fp)
+        self.mark_dirty()
+        code = await proc.wait()
+        for w in self.probe_workers.pop(rec.name, []):
+            w.stop()
+        self.procs.pop(rec.name, None)
+        if rec.state == RUNNING:
+            rec.terminate(code, proc.started_at, proc.finished_at or time.time())
+        return code
+
+    def pod_with_ips(self) -> dict:
+        pod = dict(self.pod)
+        status = dict(pod.get("status") or {})
+        status["hostIP"] = self.k.node_ip
+        status["hostIPs"] = [{"ip": self.k.node_ip}]
+        if self.view.pod_ip:
+            status["podIP"] = self.view.pod_ip
+            status["podIPs"] = [{"ip": self.view.pod_ip}]
+        pod["status"] = status
+        return pod
+
+    def _start_probes(self, rec: ContainerRecord, c: dict, proc: ContainerProcess, init: bool, fp: str) -> None:
+        if init and not rec.sidecar:
+            rec.started = True  # init containers have no probes; ready stays false, as upstream
+            return
+        sb = self.sandbox
+        assert sb is not None
+        env = self.envs.get(rec.name, {})
+
+        async def run_exec(argv, timeout: float):
+            return await exec_in_container(sb, list(argv), env, timeout=timeout)
+
+        workers: list[probes.ProbeWorker] = []
+        self.probe_workers[rec.name] = workers
+
+        def make(kind: str, key: str, on_result) -> probes.ProbeWorker | None:
+            spec = c.get(key)
+            if not spec:
+                return None
+            try:
+                check = probes.make_check(spec, sb.ip, c, run_exec)
+            except ValueError as e:
+                self.k.event(self.pod, "Warning", "Unhealthy", f"{kind} probe errored: {e}", fp)
+                return None
+
+            def on_failure(msg: str) -> None:
+                if proc.running:
+                    self.k.event(self.pod, "Warning", "Unhealthy", f"{kind} probe failed: {msg}", fp)
+
+            w = probes.ProbeWorker(kind, spec, check, on_result, on_failure, started_at=proc.started_at)
+            workers.append(w)
+            w.start()
+            return w
+
+        def liveness_failed(what: str) -> None:
+            msg = f"Container {rec.name} failed {what} probe, will be restarted"
+            grace = float(c.get(f"{what}Probe", {}).get("terminationGracePeriodSeconds")
+                          or _grace(self.pod))
+            asyncio.get_running_loop().create_task(self._kill(rec.name, grace, msg))
+
+        def on_readiness(ok: bool) -> None:
+            if proc.running:
+                rec.ready = ok
+                self.mark_dirty()
+
+        def on_liveness(ok: bool) -> None:
+            if not ok and proc.running:
+                liveness_failed("liveness")
+
+        def after_start() -> None:
+            rec.started = True
+            if not c.get("readinessProbe"):
+                rec.ready = True
+            self.mark_dirty()
+            make(probes.LIVENESS, "livenessProbe", on_liveness)
+            make(probes.READINESS, "readinessProbe", on_readiness)
+
+        def on_startup(ok: bool) -> None:
+            if not proc.running:
+                return
+            if ok:
+                after_start()
+            else:
+                liveness_failed("startup")
+
+        if c.get("startupProbe"):
+            rec.started = False
+            make(probes.STARTUP, "startupProbe", on_startup)
+        else:
+            after_start()
+
+    # ---- status -------------------------------------------------------------------------------------
+    def desired_status(self) -> dict:
+        return pod_status(self.pod, self.view, self.inits, self.containers, time.time())
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(STATUS_DEBOUNCE)
+            self._dirty.clear()
+            try:
+                await self._write_status()
+            except asyncio.CancelledError:
+                raise
+            except ClientError as e:
+                if e.code == 404:
+                    return
+                log.warning("status of %s/%s: %s", self.namespace, self.name, e)
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+            except Exception as e:
+                log.warning("status of %s/%s: %r", self.namespace, self.name, e)
+                await asyncio.sleep(0.5)
+                self._dirty.set()
+
+    async def _write_status(self) -> None:
+        desired = self.desired_status()
+        patch = status_patch(self._last_written, desired)
+        if not patch:
+            return
+        result = await self.k.client.patch(PODS, self.namespace, self.name, {"status": patch}, "merge",
+                                           sub="status")
+        self._last_written = desired
+        self._written_rv = _rv(result)
+
+    async def _flush_status(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._write_status()
+
+    @property
+    def phase(self) -> str:
+        return pod_phase(self.pod.get("spec", {}), self.inits, self.containers)
+
+
+def _rv(pod: dict | None) -> int:
+    try:
+        return int((pod or {}).get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def _cond_status(pod: dict, ctype: str) -> str | None:
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c.get("status")
+    return None
+
+
+def _parse_ts(text: str) -> float:
+    from skiff.api.meta import parse_time
+
+    t = parse_time(text)
+    return t.timestamp() if t else time.time()
+
+
+class Kubelet:
+    """All pods of one node."""
+
+    def __init__(self, client: Client, cfg: ClusterConfig, node_index: int, state_dir: str | Path):
+        self.client = client
+        self.cfg = cfg
+        self.node_index = node_index
+        self.node_name = cfg.node_name(node_index)
+        self.node_ip = cfg.node_ip(node_index)
+        self.node_netns = names.node_netns_name(self.node_name)
+        self.state_dir = Path(state_dir)
+        node_dir = self.state_dir / "nodes" / self.node_name
+        self.log_root = node_dir / "pods"
+        cidr = cfg.node_pod_cidr(node_index)
+        self.ipam = PodIPAM(cidr, node_dir / "ipam.json")
+        self.gateway = pod_gateway(cidr)
+        self.recorder = EventRecorder(client, "kubelet", host=self.node_name)
+        self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={self.node_name}")
+        self.services = Informer(client, SERVICES)
+        self.workers: dict[str, PodWorker] = {}  # by pod UID
+        self.by_name: dict[tuple[str, str], PodWorker] = {}
+        self.shutting_down = False
+        self.shutdown_grace = 2.0
+        try:
+            self.host_resolv: str | None = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            self.host_resolv = None
+        self.allocatable = {"cpu": str(os.cpu_count() or 1), "memory": str(_mem_bytes()),
+                            "ephemeral-storage": "0"}
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._event_task: asyncio.Task | None = None
+
+    # ---- start / stop -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        # Containers of a previous agent died with it (or are orphans now): start from clean sandboxes.
+        for netns in list_sandbox_netns(self.node_netns):
+            await destroy_sandbox_netns(self.node_netns, netns)
+        self._event_task = asyncio.get_running_loop().create_task(self._event_loop(), name="kubelet-events")
+        self.services.start()
+        self.pods.add_handler(self._on_pod)
+        self.pods.start()
+        await asyncio.gather(self.pods.synced.wait(), self.services.synced.wait())
+        active = [p["metadata"]["uid"] for p in self.pods.list()
+                  if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
+        self.ipam.retain_only(active)
+
+    async def shutdown(self) -> None:
+        """Agent stopping: stop every pod (gracefully, but quickly) and remove its sandbox."""
+        self.shutting_down = True
+        await self.pods.stop()
+        workers = list(self.workers.values())
+        for w in workers:
+            w._stop.set()
+        tasks = [w._task for w in workers if w._task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.shutdown_grace + 1)
+        for netns in list_sandbox_netns(self.node_netns):
+            await destroy_sandbox_netns(self.node_netns, netns)
+        await self.services.stop()
+        # Let queued events go out, briefly.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._events.join(), 0.5)
+        if self._event_task:
+            self._event_task.cancel()
+
+    # ---- pods -----------------------------------------------------------------------------------------
+    async def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
+        uid = pod["metadata"].get("uid")
+        if not uid:
+            return
+        worker = self.workers.get(uid)
+        if etype == "DELETED":
+            if worker is not None:
+                worker.pod = pod
+                worker.gone()
+            return
+        if worker is None:
+            if self.shutting_down:
+                return
+            worker = PodWorker(self, pod)
+            self.workers[uid] = worker
+            self.by_name[(worker.namespace, worker.name)] = worker
+            if pod["metadata"].get("deletionTimestamp"):
+                worker._stop.set()
+            worker.start()
+        else:
+            worker.update(pod)
+
+    def forget(self, worker: PodWorker) -> None:
+        if self.workers.get(worker.uid) is worker:
+            del self.workers[worker.uid]
+        if self.by_name.get((worker.namespace, worker.name)) is worker:
+            del self.by_name[(worker.namespace, worker.name)]
+
+    # ---- container configuration -----------------------------------------------------------------
+    async def container_env(self, pod: dict, container: dict) -> dict[str, str]:
+        ns = pod["metadata"].get("namespace", "default")
+        cm_names, secret_names = envvars.referenced_objects(container)
+        cms = {n: await self._get(CONFIGMAPS, ns, n) for n in cm_names}
+        secs = {n: await self._get(SECRETS, ns, n) for n in secret_names}
+        return envvars.container_env(pod, container, self.services.list(), cms, secs, self.allocatable)
+
+    async def _get(self, info, ns: str, name: str) -> dict | None:
+        try:
+            return await self.client.get(info, ns, name)
+        except ClientError as e:
+            if e.code == 404:
+                return None
+            raise envvars.EnvError(f"failed to get {info.kind} {ns}/{name}: {e}") from e
+
+    # ---- events ----------------------------------------------------------------------------------------
+    def event(self, pod: dict, etype: str, reason: str, message: str, field_path: str | None = None) -> None:
+        """Queue an Event; one task writes them in order so pod workers never wait on it."""
+        obj = {"kind": "Pod", "apiVersion": "v1", "metadata": dict(pod["metadata"])}
+        self._events.put_nowait((obj, etype, reason, message, field_path))
+
+    async def _event_loop(self) -> None:
+        while True:
+            obj, etype, reason, message, fp = await self._events.get()
+            try:
+                await self.recorder.record(obj, etype, reason, message, fp)
+            except Exception as e:
+                log.debug("event %s: %r", reason, e)
+            finally:
+                self._events.task_done()
+
+
+def _mem_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 30
+
+
+class PodResolver:
+    """What the streaming server (logs, exec, port-forward) needs to know about this node's pods."""
+
+    def __init__(self, kubelet: Kubelet):
+        self.k = kubelet
+
+    def _worker(self, namespace: str, pod: str) -> PodWorker | None:
+        return self.k.by_name.get((namespace, pod))
+
+    def container_log_path(self, namespace: str, pod: str, container: str, previous: bool) -> str | None:
+        w = self._worker(namespace, pod)
+        if w is None or container not in w.instances:
+            return None
+        instance = w.instances[container] - (1 if previous else 0)
+        if instance < 0:
+            return None
+        path = w.log_path(container, instance)
+        return path if os.path.exists(path) else None
+
+    def sandbox(self, namespace: str, pod: str) -> Sandbox | None:
+        w = self._worker(namespace, pod)
+        return w.sandbox if w is not None else None
+
+    def container_env(self, namespace: str, pod: str, container: str) -> dict[str, str]:
+        w = self._worker(namespace, pod)
+        return dict(w.envs.get(container, {})) if w is not None else {}
+
+    def pod_ip(self, namespace: str, pod: str) -> str | None:
+        w = self._worker(namespace, pod)
+        return w.view.pod_ip if w is not None else None
+
+    def is_running(self, namespace: str, pod: str, container: str) -> bool:
+        w = self._worker(namespace, pod)
+        if w is None:
+            return False
+        proc = w.procs.get(container)
+        return proc is not None and proc.running
+
+
+__all__ = ["Backoff", "Kubelet", "PodResolver", "PodWorker", "signal"]

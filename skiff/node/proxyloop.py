@@ -1,0 +1,65 @@
+"""The node agent's proxy part: Services + EndpointSlices -> this node's nftables table, kept in sync.
+
+Changes are coalesced for a few milliseconds so that a burst (a rollout, a scale) costs one
+transaction; the ruleset builder reuses what did not change and the applier sends only the diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from skiff.client.informer import Informer
+from skiff.client.rest import Client
+from skiff.config import ClusterConfig
+from skiff.controllers.base import SERVICES, SLICES
+from skiff.proxy.conntrack import delete_flows, stale_udp_flows
+from skiff.proxy.model import NodeContext
+from skiff.proxy.nft import NftApplier
+from skiff.proxy.rules import RulesetBuilder
+
+log = logging.getLogger("skiff.proxy")
+COALESCE_SECONDS = 0.005
+
+
+async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) -> None:
+    node = NodeContext(node_name=node_name, node_ips=(node_ip,), pod_cidr=cfg.pod_cidr,
+                       service_cidr=cfg.service_cidr)
+    builder = RulesetBuilder(node)
+    applier = NftApplier()
+    services = Informer(client, SERVICES)
+    slices = Informer(client, SLICES)
+    changed = asyncio.Event()
+    services.add_handler(lambda *a: changed.set())
+    slices.add_handler(lambda *a: changed.set())
+    services.start()
+    slices.start()
+    await asyncio.gather(services.synced.wait(), slices.synced.wait())
+    prev_udp: dict = {}
+    changed.set()
+    try:
+        while True:
+            await changed.wait()
+            await asyncio.sleep(COALESCE_SECONDS)
+            changed.clear()
+            t0 = time.perf_counter()
+            rs = builder.build(services.list(), slices.list())
+            try:
+                result = await applier.sync(rs)
+            except Exception:
+                log.exception("programming nftables failed; retrying with a full sync")
+                applier.force_full_sync()
+                await asyncio.sleep(0.5)
+                changed.set()
+                continue
+            flows = stale_udp_flows(prev_udp, rs.udp_destinations)
+            if flows:
+                await delete_flows(flows)
+            prev_udp = rs.udp_destinations
+            if result.kind != "noop":
+                log.debug("proxy %s sync in %.1f ms", result.kind, (time.perf_counter() - t0) * 1000)
+    finally:
+        await services.stop()
+        await slices.stop()
+        await applier.delete_table()
