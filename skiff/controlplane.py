@@ -30,7 +30,7 @@ async def run(state_dir: Path, listen: list[str] | None = None) -> None:
     await store.start()
     server = APIServer(cfg, store)
     await server.start(pki, listen or ["127.0.0.1", cfg.host_ip])
-    log.info("API server listening on %s and %s", cfg.server_url, cfg.in_cluster_server_url)
+    log.info("API server listening on %s, port %d", ", ".join(listen or ["127.0.0.1", cfg.host_ip]), cfg.api_port)
 
     from skiff.controllers import manager
 

@@ -250,14 +250,8 @@ def _default_namespace(ns: dict) -> None:
     meta = _dict(ns, "metadata")
     if meta.get("name"):
         _dict(meta, "labels")["kubernetes.io/metadata.name"] = meta["name"]
-    spec = _dict(ns, "spec")
-    # The namespace strategy's PrepareForCreate adds the "kubernetes" finalizer; doing it on
-    # every decode is equivalent as long as nobody may remove it through the main resource.
-    finalizers = spec.get("finalizers")
-    if not isinstance(finalizers, list):
-        spec["finalizers"] = ["kubernetes"]
-    elif "kubernetes" not in finalizers:
-        finalizers.append("kubernetes")
+    # The "kubernetes" finalizer is added by the namespace strategy at create time only
+    # (skiff.apiserver.strategy), so that /finalize can remove it.
     _set_if_empty(_dict(ns, "status"), "phase", "Active")
 
 

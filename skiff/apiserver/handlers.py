@@ -183,11 +183,9 @@ class ResourceHandler:
             async def do() -> tuple[dict, bool]:
                 def mut(cur: dict) -> dict:
                     cur.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers") or []
-                    if not cur["spec"]["finalizers"]:
-                        cur["spec"].pop("finalizers")
                     return cur
                 return await self.registry.update(t.info, t.namespace, t.name, obj, dry_run=dry, mutate=mut,
-                                                  subresource=None)
+                                                  subresource="finalize")
             new, _ = await do()
             return bodies.json_response(new)
         rv = obj["metadata"].get("resourceVersion")

@@ -52,6 +52,10 @@ def prepare_for_create(info: ResourceInfo, obj: dict) -> None:
         initial_status(info, obj)
     if info.kind in _GENERATION_KINDS:
         obj["metadata"]["generation"] = 1
+    if info.kind == "Namespace":
+        fins = obj.setdefault("spec", {}).setdefault("finalizers", [])
+        if "kubernetes" not in fins:
+            fins.append("kubernetes")
     defaults.apply_defaults(obj)
 
 
@@ -77,6 +81,9 @@ def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: st
                 new[key] = clone(value)
         new["metadata"] = {**clone(md_old), "resourceVersion": md_new.get("resourceVersion")}
         return
+    if info.kind == "Namespace" and subresource != "finalize":
+        # spec.finalizers changes only through /finalize.
+        new.setdefault("spec", {})["finalizers"] = clone((old.get("spec") or {}).get("finalizers") or [])
     if info.has_status and info.kind not in ("Node",) and "status" in old:
         new["status"] = clone(old["status"])
     elif info.has_status and info.kind not in ("Node",):

@@ -549,6 +549,7 @@ class Upstream(asyncio.Protocol):
         self.idle_since = 0.0
         self.close_delimited = False
         self.no_reuse = False
+        self.keep_alive = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -675,6 +676,8 @@ class Upstream(asyncio.Protocol):
             return
         ex.status = status
         ex.resp_started = True
+        # Read now: llhttp resets its flags once the message completes.
+        self.keep_alive = self.parser.should_keep_alive()
         if status == 101 and ex.upgrade:
             out.append(b"Connection: upgrade\r\n")
             for name, value in self.headers:
@@ -728,7 +731,7 @@ class Upstream(asyncio.Protocol):
     # completion
     def _complete(self, ex: Exchange) -> None:
         # A backend that answered before reading the whole request body is out of sync with us.
-        reusable = self.parser.should_keep_alive() and ex.req_done and not ex.upgrade and not self.no_reuse
+        reusable = self.keep_alive and ex.req_done and not ex.upgrade and not self.no_reuse
         self.ex = None
         ex.upstream = None
         if reusable:

@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import secrets
-import signal
 import time
 from pathlib import Path
 
@@ -52,7 +51,13 @@ from skiff.node.podstatus import (
     status_patch,
 )
 from skiff.node.runtime import ContainerProcess, ContainerStartError, exec_in_container, start_container
-from skiff.node.sandbox import Sandbox, SandboxError, create_sandbox, destroy_sandbox_netns, list_sandbox_netns
+from skiff.node.sandbox import (
+    Sandbox,
+    SandboxError,
+    create_sandbox,
+    destroy_sandbox_netns,
+    list_sandbox_netns,
+)
 
 log = logging.getLogger("skiff.kubelet")
 
@@ -184,7 +189,6 @@ class PodWorker:
         self._status_task = loop.create_task(self._status_loop(), name=f"status-{self.namespace}/{self.name}")
 
     def update(self, pod: dict) -> None:
-        old_ready = _cond_status(self.pod, "Ready")
         self.pod = pod
         rv = _rv(pod)
         if rv > self._written_rv and _cond_status(pod, "Ready") != _cond_status({"status": self._last_written},
@@ -194,7 +198,6 @@ class PodWorker:
             self.mark_dirty()
         if pod["metadata"].get("deletionTimestamp"):
             self._stop.set()
-        del old_ready
 
     def gone(self) -> None:
         self.removed = True
@@ -264,9 +267,6 @@ class PodWorker:
             with contextlib.suppress(BaseException):
                 await task
         self.runners.clear()
-        for rec in self.inits + self.containers:
-            if rec.state == WAITING and rec.last_terminated is None and not self.terminal:
-                rec.reason = rec.reason or "ContainerCreating"
         await self._destroy_sandbox()
         self.terminal = True
         self.mark_dirty()
@@ -299,7 +299,6 @@ class PodWorker:
         self.mark_dirty()
         await self._create_sandbox()
         self.mark_dirty()
-        spec = self.pod.get("spec", {})
         for rec in self.inits:
             c, _ = self.spec_of(rec.name)
             task = asyncio.get_running_loop().create_task(self._supervise(rec, c, init=True))
@@ -321,7 +320,6 @@ class PodWorker:
             c, _ = self.spec_of(rec.name)
             self.runners[rec.name] = asyncio.get_running_loop().create_task(self._supervise(rec, c, init=False))
         await asyncio.gather(*(self.runners[r.name] for r in self.containers), return_exceptions=True)
-        del spec
 
     async def _create_sandbox(self) -> None:
         spec = self.pod.get("spec", {})
@@ -794,4 +792,4 @@ class PodResolver:
         return proc is not None and proc.running
 
 
-__all__ = ["Backoff", "Kubelet", "PodResolver", "PodWorker", "signal"]
+__all__ = ["Backoff", "Kubelet", "PodResolver", "PodWorker"]

@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import socket
 from typing import Protocol
 
@@ -68,6 +69,13 @@ def _offered(request: web.Request) -> list[str]:
     return [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
 
 
+def _go_dial_error(exc: BaseException) -> str:
+    # In the words of Go's net package, which is what kubectl users see from a real kubelet.
+    if isinstance(exc, OSError) and exc.errno:
+        return f"connect: {os.strerror(exc.errno).lower()}"
+    return "i/o timeout"
+
+
 async def dial_in_sandbox(sandbox: Sandbox, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to 127.0.0.1:port (then [::1]) inside the pod's network namespace."""
     errors = []
@@ -81,7 +89,7 @@ async def dial_in_sandbox(sandbox: Sandbox, port: int) -> tuple[asyncio.StreamRe
         except (OSError, TimeoutError) as exc:
             sock.close()
             errors.append(f"dial tcp {host if family == socket.AF_INET else '[' + host + ']'}:{port}: "
-                          f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else 'i/o timeout'}")
+                          f"{_go_dial_error(exc)}")
     raise ConnectionRefusedError(
         f"failed to connect to localhost:{port} inside namespace {sandbox.netns}, IPv4: {errors[0]} "
         f"IPv6 {errors[1]}")

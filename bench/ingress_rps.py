@@ -1,0 +1,182 @@
+"""Ingress proxy throughput: the same wrk load straight to a backend, through Skiff's proxy, and
+through nginx (a reverse proxy with upstream keep-alive to the same backends), all on loopback.
+
+    .venv/bin/python bench/ingress_rps.py [--duration 5] [--connections 50] [--workers 2]
+
+Prints requests/s and p50/p99 latency per target, and Skiff's numbers as ratios to nginx's.
+Goal: Skiff >= 0.5 x nginx requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from skiff.ingress.routes import build_route_table  # noqa: E402
+from skiff.ingress.supervisor import ProxySupervisor  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((HOST, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {HOST}:{port}")
+
+
+def start_backends(n: int) -> tuple[list[subprocess.Popen], list[int]]:
+    """hello-app processes (Skiff's built-in image): a fast asyncio HTTP server."""
+    procs, ports = [], []
+    for _ in range(n):
+        port = free_port()
+        env = {**os.environ, "PORT": str(port)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "skiff.images", "hello-app"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        ports.append(port)
+    for p in ports:
+        wait_port(p)
+    return procs, ports
+
+
+def start_nginx(backend_ports: list[int], workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    servers = "\n".join(f"    server {HOST}:{p};" for p in backend_ports)
+    conf = f"""
+worker_processes {workers};
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log {tmp}/access.log combined buffer=64k flush=1s;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  upstream backends {{
+{servers}
+    keepalive 64;
+  }}
+  server {{
+    listen {HOST}:{port} reuseport;
+    location / {{
+      proxy_pass http://backends;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}
+"""
+    (tmp / "nginx.conf").write_text(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_port(port)
+    return proc, port
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(port: int, duration: float, connections: int, threads: int) -> dict:
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+                          "-H", "Host: bench.test", f"http://{HOST}:{port}/"],
+                         capture_output=True, text=True, timeout=duration + 30).stdout
+    if "Requests/sec" not in out:
+        raise RuntimeError(f"wrk against port {port} failed:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        lat[pct] = float(m.group(1)) * _UNITS[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": lat["50"], "p99": lat["99"], "non2xx": int(errors.group(1)) if errors else 0}
+
+
+async def run_skiff(backend_ports: list[int], workers: int) -> ProxySupervisor:
+    svc = {"metadata": {"name": "hello", "namespace": "bench"}, "spec": {"ports": [{"port": 80}]}}
+    slices = [{"metadata": {"name": f"hello-{p}", "namespace": "bench",
+                            "labels": {"kubernetes.io/service-name": "hello"}},
+               "ports": [{"name": "", "port": p}], "endpoints": [{"addresses": [HOST]}]} for p in backend_ports]
+    ing = {"metadata": {"name": "bench", "namespace": "bench", "creationTimestamp": "2024-01-01T00:00:00Z"},
+           "spec": {"ingressClassName": "skiff", "rules": [{"host": "bench.test", "http": {"paths": [
+               {"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "hello", "port": {"number": 80}}}}]}}]}}
+    table = build_route_table([ing], [svc], slices, [], [])
+    sup = ProxySupervisor((HOST, 0), None, workers=workers, stdout=subprocess.DEVNULL)
+    await sup.start(table)
+    return sup
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="proxy workers, for both")
+    ap.add_argument("--backends", type=int, default=2)
+    args = ap.parse_args()
+
+    procs, ports = start_backends(args.backends)
+    tmp = Path(tempfile.mkdtemp(prefix="skiff-bench-nginx-"))
+    nginx = None
+    loop = asyncio.new_event_loop()
+    sup = None
+    try:
+        nginx, nginx_port = start_nginx(ports, args.workers, tmp)
+        sup = loop.run_until_complete(run_skiff(ports, args.workers))
+        wrk(ports[0], 1, args.connections, args.threads)  # warm-up
+        results = {}
+        for name, port in (("backend", ports[0]), ("nginx", nginx_port), ("skiff", sup.http_port)):
+            wrk(port, 1, args.connections, args.threads)  # warm pools and caches
+            results[name] = wrk(port, args.duration, args.connections, args.threads)
+        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.workers} proxy workers, "
+              f"{args.backends} hello-app backends, {os.cpu_count()} CPUs")
+        print(f"{'target':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        for name, r in results.items():
+            print(f"{name:10} {r['rps']:10.0f} {r['p50']:8.3f} {r['p99']:8.3f} {r['non2xx']:8d}")
+        s, n, b = results["skiff"], results["nginx"], results["backend"]
+        print(f"skiff/nginx: req/s {s['rps'] / n['rps']:.2f}x  p50 {s['p50'] / n['p50']:.2f}x  "
+              f"p99 {s['p99'] / n['p99']:.2f}x")
+        print(f"skiff/backend-direct: req/s {s['rps'] / b['rps']:.2f}x  nginx/backend-direct: "
+              f"{n['rps'] / b['rps']:.2f}x")
+        print("goal skiff >= 0.5 x nginx req/s:", "met" if s["rps"] >= 0.5 * n["rps"] else "NOT met")
+    finally:
+        if sup is not None:
+            loop.run_until_complete(sup.stop())
+        loop.close()
+        if nginx is not None:
+            nginx.terminate()
+            nginx.wait(5)
+        for p in procs:
+            p.terminate()
+            p.wait(5)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

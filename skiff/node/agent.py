@@ -1,0 +1,215 @@
+"""The node agent: what kubelet and kube-proxy are on a real node, for one simulated node.
+
+`skiff up` starts `python -m skiff node-agent --state-dir D --node I` inside node I's network
+namespace. The agent registers its Node, renews its Lease, runs the pods bound to it
+(skiff.node.kubelet), serves logs/exec/port-forward on <node IP>:10250 (skiff.node.streaming) and
+programs Services into the node's nftables (skiff.node.proxyloop). SIGTERM stops every pod and
+removes its sandbox, then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import uuid
+import warnings
+
+from skiff.api import meta
+from skiff.client.informer import Informer
+from skiff.client.rest import Client, ClientError
+from skiff.config import ClusterConfig
+from skiff.controllers.base import LEASES, NODES
+from skiff.node import nodestatus
+from skiff.node.kubelet import Kubelet, PodResolver
+
+log = logging.getLogger("skiff.node.agent")
+
+# How often the full node status (conditions' heartbeat) is written, as kubelet's
+# nodeStatusReportFrequency; liveness itself is the Lease.
+NODE_STATUS_PERIOD = 10.0
+
+
+class NodeAgent:
+    def __init__(self, state_dir: str, node_index: int):
+        self.state_dir = state_dir
+        self.index = node_index
+        self.cfg = ClusterConfig.load_dir(state_dir)
+        self.name = self.cfg.node_name(node_index)
+        self.client = Client.for_state_dir(state_dir, in_cluster=True, user_agent="skiff-node-agent")
+        self.machine = nodestatus.machine_info(state_dir)
+        self.boot_id = str(uuid.uuid4())
+        self.node_uid: str | None = None
+        self.kubelet = Kubelet(self.client, self.cfg, node_index, state_dir)
+        self.node_informer = Informer(self.client, NODES, field_selector=f"metadata.name={self.name}")
+        self._reassert = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.streaming = None
+
+    # ---- Node and Lease -----------------------------------------------------------------------------
+    async def register(self) -> None:
+        """Create the Node, or bring an existing one (agent restart) up to date; retries until the
+        API answers."""
+        delay = 0.05
+        while True:
+            try:
+                await self._register_once()
+                return
+            except (ClientError, OSError, asyncio.TimeoutError) as e:
+                log.warning("registering node %s: %s", self.name, e)
+            except Exception as e:  # aiohttp connection errors
+                log.warning("registering node %s: %r", self.name, e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _register_once(self) -> None:
+        now = meta.now_rfc3339()
+        obj = nodestatus.node_object(self.cfg, self.index, self.machine, now, self.boot_id)
+        try:
+            node = await self.client.create(NODES, None, obj)
+        except ClientError as e:
+            if e.code != 409:
+                raise
+            node = await self.client.get(NODES, None, self.name)
+            md = node["metadata"]
+            md.setdefault("labels", {}).update(obj["metadata"]["labels"])
+            md.setdefault("annotations", {}).update(obj["metadata"]["annotations"])
+            node.setdefault("spec", {}).update(obj["spec"])
+            node = await self.client.replace(NODES, None, self.name, node)
+        self.node_uid = node["metadata"].get("uid")
+        await self.write_status(node)
+        await self.renew_lease()
+
+    async def write_status(self, node: dict | None = None) -> None:
+        node = node or self.node_informer.get(self.name) or await self.client.get(NODES, None, self.name)
+        prev = (node.get("status") or {}).get("conditions")
+        status = nodestatus.node_status(self.cfg, self.index, self.machine, prev, meta.now_rfc3339(), self.boot_id)
+        await self.client.patch(NODES, None, self.name, {"status": status}, "merge", sub="status")
+
+    async def renew_lease(self) -> None:
+        ns = nodestatus.LEASE_NAMESPACE
+        try:
+            await self.client.patch(LEASES, ns, self.name,
+                                    {"spec": {"renewTime": meta.now_micro(), "holderIdentity": self.name}})
+        except ClientError as e:
+            if e.code != 404:
+                raise
+            lease = nodestatus.lease_object(self.cfg, self.index, self.node_uid, meta.now_micro())
+            try:
+                await self.client.create(LEASES, ns, lease)
+            except ClientError as e2:
+                if e2.code != 409:
+                    raise
+
+    async def _lease_loop(self) -> None:
+        period = max(0.05, self.cfg.node_grace_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.renew_lease()
+            except Exception as e:
+                log.warning("renewing lease of %s: %r", self.name, e)
+
+    async def _status_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reassert.wait(), NODE_STATUS_PERIOD)
+            self._reassert.clear()
+            try:
+                await self.write_status()
+            except Exception as e:
+                log.warning("node status of %s: %r", self.name, e)
+                await asyncio.sleep(0.5)
+
+    def _on_node(self, etype: str, node: dict, old: dict | None) -> None:
+        if etype == "DELETED":
+            # Someone deleted our Node: register again, as the kubelet does.
+            self._tasks.append(asyncio.get_running_loop().create_task(self.register()))
+        elif nodestatus.needs_ready_assertion(node):
+            self._reassert.set()
+
+    # ---- run ---------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.register()
+        loop = asyncio.get_running_loop()
+        self._tasks += [loop.create_task(self._lease_loop(), name="lease"),
+                        loop.create_task(self._status_loop(), name="node-status")]
+        self.node_informer.add_handler(self._on_node)
+        self.node_informer.start()
+        await self._start_streaming()
+        self._start_proxy()
+        await self.kubelet.start()
+        log.info("node %s ready", self.name)
+        await stop.wait()
+        await self.shutdown()
+
+    async def _start_streaming(self) -> None:
+        try:
+            from skiff.node.streaming import StreamingServer
+        except ImportError as e:
+            log.warning("streaming server not available (%s): no logs/exec/port-forward", e)
+            return
+        server = StreamingServer(self.cfg.node_ip(self.index), nodestatus.KUBELET_PORT, self.cfg.token,
+                                 PodResolver(self.kubelet))
+        try:
+            await server.start()
+            self.streaming = server
+        except OSError as e:
+            log.error("cannot serve on %s:%d: %s", self.cfg.node_ip(self.index), nodestatus.KUBELET_PORT, e)
+
+    def _start_proxy(self) -> None:
+        try:
+            from skiff.node import proxyloop
+        except ImportError as e:
+            log.warning("service proxy not available (%s)", e)
+            return
+
+        async def guarded() -> None:
+            try:
+                await proxyloop.run(self.client, self.cfg, self.name, self.cfg.node_ip(self.index))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("service proxy stopped")
+
+        self._tasks.append(asyncio.get_running_loop().create_task(guarded(), name="proxy"))
+
+    async def shutdown(self) -> None:
+        log.info("node %s stopping", self.name)
+        await self.kubelet.shutdown()
+        if self.streaming is not None:
+            with contextlib.suppress(Exception):
+                await self.streaming.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.node_informer.stop()
+        await self.client.close()
+
+
+def _install_child_watcher() -> None:
+    # Many container processes: a pidfd per child instead of a waiting thread per child.
+    if sys.version_info < (3, 12):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with contextlib.suppress(Exception):
+                asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
+async def _amain(state_dir: str, node_index: int) -> None:
+    loop = asyncio.get_running_loop()
+    _install_child_watcher()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = NodeAgent(state_dir, node_index)
+    await agent.run(stop)
+
+
+def main(state_dir: str, node_index: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    asyncio.run(_amain(state_dir, node_index))
+    sys.exit(0)
