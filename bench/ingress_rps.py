@@ -103,7 +103,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(port: int, duration: float, connections: int, threads: int) -> dict:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency",
                           "-H", "Host: bench.test", f"http://{HOST}:{port}/"],
                          capture_output=True, text=True, timeout=duration + 30).stdout
     if "Requests/sec" not in out:
@@ -134,7 +134,8 @@ async def run_skiff(backend_ports: list[int], workers: int) -> ProxySupervisor:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--duration", type=int, default=3, help="seconds per round and target")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="proxy workers, for both")
@@ -149,12 +150,20 @@ def main() -> None:
     try:
         nginx, nginx_port = start_nginx(ports, args.workers, tmp)
         sup = loop.run_until_complete(run_skiff(ports, args.workers))
-        wrk(ports[0], 1, args.connections, args.threads)  # warm-up
-        results = {}
-        for name, port in (("backend", ports[0]), ("nginx", nginx_port), ("skiff", sup.http_port)):
+        targets = (("backend", ports[0]), ("nginx", nginx_port), ("skiff", sup.http_port))
+        for _, port in targets:
             wrk(port, 1, args.connections, args.threads)  # warm pools and caches
-            results[name] = wrk(port, args.duration, args.connections, args.threads)
-        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, {args.workers} proxy workers, "
+        # Interleaved rounds, median per target: other load on the machine hits all targets alike.
+        runs: dict[str, list[dict]] = {name: [] for name, _ in targets}
+        for _ in range(args.rounds):
+            for name, port in targets:
+                runs[name].append(wrk(port, args.duration, args.connections, args.threads))
+        results = {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for name, rs in runs.items()}
+        dead = [p.pid for p in procs if p.poll() is not None]
+        if dead:
+            print(f"warning: backend processes {dead} died during the run", file=sys.stderr)
+        print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s x {args.rounds} interleaved rounds "
+              f"(median), {args.workers} proxy workers, "
               f"{args.backends} hello-app backends, {os.cpu_count()} CPUs")
         print(f"{'target':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         for name, r in results.items():

@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -152,12 +153,54 @@ def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
     progress(f" ✓ {cfg.nodes} nodes Ready ({', '.join(cfg.node_name(i) for i in range(cfg.nodes))})")
 
+    installed = _install_system_objects(cfg)
+    if installed:
+        progress(f" ✓ System components: {', '.join(installed)}")
+
     from skiff.cli import kubeconfig
 
     path = kubeconfig.merge_into_user(cfg)
     progress(f' ✓ kubectl context "skiff-{cfg.name}" set in {path}')
     progress(f"Cluster ready in {time.monotonic() - t0:.2f}s. Try: kubectl get nodes -o wide")
     return cfg
+
+
+def _api(cfg: ClusterConfig, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "pki" / "ca.crt"))
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(cfg.server_url + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {cfg.token}",
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def _install_system_objects(cfg: ClusterConfig) -> list[str]:
+    """Create the cluster's system components through the API, as kubeadm installs CoreDNS."""
+    from skiff.api.resources import lookup_kind
+    from skiff.client.rest import Client, Credentials
+
+    client = Client(Credentials(cfg.server_url, cfg.token))
+    installed = []
+    for label, module in (("cluster DNS (kube-dns " + cfg.dns_service_ip + ")", "skiff.dns.manifests"),
+                          ("Ingress controller (IngressClass skiff)", "skiff.ingress.manifests")):
+        try:
+            mod = __import__(module, fromlist=["system_objects"])
+        except ImportError:
+            continue
+        for obj in mod.system_objects(cfg):
+            info = lookup_kind(obj["apiVersion"], obj["kind"])
+            if info is None:
+                continue
+            path = client.path(info, obj["metadata"].get("namespace"))
+            code, resp = _api(cfg, "POST", path, obj)
+            if code not in (201, 409):
+                raise ClusterError(f"installing {obj['kind']} {obj['metadata']['name']}: {resp.get('message')}")
+        installed.append(label)
+    return installed
 
 
 def _ready_nodes(cfg: ClusterConfig) -> int:

@@ -134,3 +134,76 @@ class ControlPlane:
     def cleanup(self) -> None:
         self.stop(signal.SIGKILL)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Cluster:
+    """A whole cluster started with `skiff up` (root: namespaces, links, nftables), on ranges that do
+    not clash with a default cluster, in a temporary SKIFF_HOME; `down()` removes all of it."""
+
+    def __init__(self, nodes: int = 3, **settings: str) -> None:
+        import random
+
+        self.home = Path(tempfile.mkdtemp(prefix="skiff-e2e-"))
+        self.name = unique_name("e")
+        octet = random.randint(16, 250)
+        self.settings = {"node-cidr": f"172.29.{octet}.0/24", "pod-cidr": f"10.{200 + octet % 50}.0.0/16",
+                         "lb-pool": f"172.29.{octet}.200-172.29.{octet}.230", "node-grace": "3"}
+        self.settings.update(settings)
+        self.nodes = nodes
+        self.kubeconfig = self.home / "kubeconfig"
+        self.kubectl = Kubectl(self.kubeconfig, self.home / "kubectl-home")
+        (self.home / "kubectl-home").mkdir()
+        self.up_output = ""
+        self.up_seconds = 0.0
+
+    def env(self) -> dict:
+        return {**os.environ, "SKIFF_HOME": str(self.home), "KUBECONFIG": str(self.kubeconfig)}
+
+    def skiff(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "skiff", *args], capture_output=True, text=True,
+                              env=self.env(), cwd=REPO, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"skiff {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def up(self) -> Cluster:
+        args = ["up", "--name", self.name, "--nodes", str(self.nodes)]
+        for k, v in self.settings.items():
+            args += [f"--{k}", v]
+        t0 = time.monotonic()
+        try:
+            self.up_output = self.skiff(*args).stdout
+        except BaseException:
+            self.down()
+            raise
+        self.up_seconds = time.monotonic() - t0
+        return self
+
+    @property
+    def cfg(self):
+        old = os.environ.get("SKIFF_HOME")
+        os.environ["SKIFF_HOME"] = str(self.home)
+        try:
+            from skiff.config import ClusterConfig
+
+            return ClusterConfig.load(self.name)
+        finally:
+            if old is None:
+                os.environ.pop("SKIFF_HOME", None)
+            else:
+                os.environ["SKIFF_HOME"] = old
+
+    def in_netns(self, netns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def down(self) -> None:
+        try:
+            self.skiff("down", "--name", self.name, check=False)
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def curl(url: str, *extra: str, timeout: float = 5) -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *extra, url], capture_output=True,
+                          text=True, timeout=timeout + 5)

@@ -29,6 +29,7 @@ log = logging.getLogger("skiff.dns")
 
 UDP_MIN_PAYLOAD = 512
 TCP_IDLE_SECONDS = 10.0
+UPSTREAM_LOG_INTERVAL = 10.0
 
 
 def parse_upstream(text: str) -> tuple[str, int]:
@@ -77,6 +78,7 @@ class DNSServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
+        self._upstream_logged: dict[tuple[str, int], float] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,8 +110,10 @@ class DNSServer:
     def _is_self(self, upstream: tuple[str, int]) -> bool:
         # Forwarding to ourselves would loop until every query times out (CoreDNS's `loop`
         # plugin exists for this); drop such an upstream instead.
-        return upstream[1] == self.port and upstream[0] in (self.listen, "127.0.0.1", "::1") and \
-            self.listen in (upstream[0], "0.0.0.0", "::")
+        if upstream[1] != self.port:
+            return False
+        wildcard = self.listen in ("0.0.0.0", "::")
+        return upstream[0] == self.listen or (wildcard and ipaddress.ip_address(upstream[0]).is_loopback)
 
     # ---- one query ---------------------------------------------------------------------------
     def handle(self, wire: bytes, max_size: int | None) -> bytes | asyncio.Task | None:
@@ -136,6 +140,7 @@ class DNSServer:
             return self._render(self._response(q, ans), limit)
         if self._inflight >= self.max_concurrent:
             return self._error(q, dns.rcode.REFUSED)
+        self._inflight += 1  # counted before the task runs, so a burst cannot overshoot the cap
         task = asyncio.get_running_loop().create_task(self._resolve_remote(q, ans, limit))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -160,7 +165,6 @@ class DNSServer:
         return last.rdtype == dns.rdatatype.CNAME and not self.zone.is_authoritative(last[0].target)
 
     async def _resolve_remote(self, q: dns.message.Message, ans: Answer | None, limit: int) -> bytes:
-        self._inflight += 1
         try:
             if ans is not None:  # chase an ExternalName target
                 target = ans.answer[-1][0].target
@@ -186,9 +190,16 @@ class DNSServer:
                 resp, _ = await dns.asyncquery.udp_with_fallback(q, host, timeout=self.timeout, port=port)
                 return resp
             except (dns.exception.DNSException, OSError, EOFError) as e:
-                log.warning("upstream %s:%d failed for %s: %s", host, port, q.question[0].name,
-                            type(e).__name__)
+                self._log_upstream_failure(host, port, q, e)
         return None
+
+    def _log_upstream_failure(self, host: str, port: int, q: dns.message.Message, e: Exception) -> None:
+        # One line per upstream per interval: a dead upstream must not turn into a log per query.
+        now = asyncio.get_running_loop().time()
+        if now - self._upstream_logged.get((host, port), -UPSTREAM_LOG_INTERVAL) >= UPSTREAM_LOG_INTERVAL:
+            self._upstream_logged[(host, port)] = now
+            log.error("upstream %s:%d failed for %s: %s (further failures muted for %.0f s)", host, port,
+                      q.question[0].name, type(e).__name__, UPSTREAM_LOG_INTERVAL)
 
     @staticmethod
     def _error(q: dns.message.Message, rcode: int) -> bytes:

@@ -57,7 +57,7 @@ class NodeAgent:
             try:
                 await self._register_once()
                 return
-            except (ClientError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, ClientError, OSError) as e:
                 log.warning("registering node %s: %s", self.name, e)
             except Exception as e:  # aiohttp connection errors
                 log.warning("registering node %s: %r", self.name, e)
@@ -189,18 +189,22 @@ class NodeAgent:
         await self.client.close()
 
 
-def _install_child_watcher() -> None:
+def _install_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
     # Many container processes: a pidfd per child instead of a waiting thread per child.
     if sys.version_info < (3, 12):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            with contextlib.suppress(Exception):
-                asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+            try:
+                watcher = asyncio.PidfdChildWatcher()
+                watcher.attach_loop(loop)
+                asyncio.set_child_watcher(watcher)
+            except Exception as e:  # no pidfd_open (old kernel): keep the default watcher
+                log.debug("pidfd child watcher unavailable: %r", e)
 
 
 async def _amain(state_dir: str, node_index: int) -> None:
     loop = asyncio.get_running_loop()
-    _install_child_watcher()
+    _install_child_watcher(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -48,6 +48,7 @@ from skiff.node.podstatus import (
     init_done,
     pod_phase,
     pod_status,
+    rfc3339,
     status_patch,
 )
 from skiff.node.runtime import ContainerProcess, ContainerStartError, exec_in_container, start_container
@@ -141,6 +142,11 @@ class PodWorker:
             if prev and ("running" in (prev.get("state") or {}) or "terminated" in (prev.get("state") or {})):
                 # The agent restarted and its containers died with it: the next instance is a restart.
                 rec.restart_count = int(prev.get("restartCount") or 0) + 1
+                st = prev.get("state") or {}
+                started = (st.get("running") or st.get("terminated") or {}).get("startedAt")
+                rec.last_terminated = st.get("terminated") or {
+                    "exitCode": 255, "reason": "Unknown", "startedAt": started,
+                    "finishedAt": rfc3339(time.time())}
             return rec
 
         self.inits = [record(c, True) for c in spec.get("initContainers") or []]

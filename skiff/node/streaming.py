@@ -33,7 +33,7 @@ from skiff.node import execproto, runtime, streaming_exec
 from skiff.node.sandbox import Sandbox
 from skiff.node.spdy import ProtocolError
 from skiff.node.spdy_portforward import PortForwardSession
-from skiff.node.streaming_logs import LogOptionsError, parse_log_options
+from skiff.node.streaming_logs import LogOptions, LogOptionsError, parse_log_options
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,12 @@ class StreamingServer:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            # Streaming sessions never end on their own (follow, exec shells): close them first.
-            await self._runner.shutdown()
+            # Streaming sessions never end on their own (follow, exec shells); aiohttp would wait
+            # for them at shutdown, so end them first.
+            sessions = list(self._sessions)
+            for task in sessions:
+                task.cancel()
+            await asyncio.gather(*sessions, return_exceptions=True)
             await self._runner.cleanup()
             self._runner = None
 
@@ -164,6 +168,11 @@ class StreamingServer:
             return resp
         resp.enable_chunked_encoding()
         await resp.prepare(request)
+        await self._track(self._follow(resp, path, ns, pod, container, opts))
+        return resp
+
+    async def _follow(self, resp: web.StreamResponse, path: str, ns: str, pod: str, container: str,
+                      opts: LogOptions) -> None:
         budget = opts.limit_bytes
         chunks = runtime.follow_log(path, lambda: self.resolver.is_running(ns, pod, container),
                                     opts.tail_lines, opts.timestamps, opts.since)
@@ -175,12 +184,9 @@ class StreamingServer:
                 await resp.write(chunk)
                 if budget == 0:
                     break
-        except (ConnectionResetError, asyncio.CancelledError):
+        finally:
             await chunks.aclose()
-            raise
-        await chunks.aclose()
         await resp.write_eof()
-        return resp
 
     # ---- exec / attach ---------------------------------------------------------------------------
 

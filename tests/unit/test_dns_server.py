@@ -211,6 +211,33 @@ def test_servfail_when_upstream_is_down(env):
     assert answers(query(server, "kubernetes.default.svc." + Z)) == ["10.96.0.1"]
 
 
+def test_refused_beyond_max_concurrent_forwards(env):
+    _, server, _ = env
+    server.max_concurrent = 0
+    assert query(server, "www.example.com.").rcode() == dns.rcode.REFUSED
+    assert answers(query(server, "kubernetes.default.svc." + Z)) == ["10.96.0.1"]
+
+
+def test_itself_is_never_an_upstream():
+    h = Harness()
+    try:
+        ip = _loopback()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((ip, 0))
+            port = probe.getsockname()[1]
+
+        async def start():
+            loopy = DNSServer(Zone(), ip, port, upstreams=[f"{ip}:{port}", "192.0.2.53"],
+                              health_port=None, ready_port=None)
+            await loopy.start()
+            await loopy.close()
+            return loopy.upstreams
+
+        assert h.run(start()) == [("192.0.2.53", 53)]
+    finally:
+        h.stop()
+
+
 def test_garbage_gets_formerr_or_is_dropped_and_the_server_keeps_going(env):
     _, server, _ = env
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -291,3 +318,42 @@ def test_system_objects_are_valid_and_shaped_like_kubeadm():
     assert c["image"] == "skiff/dns" and c["readinessProbe"]["httpGet"]["port"] == 8181
     assert c["args"][c["args"].index("--upstream") + 1] == "192.0.2.53"
     assert "10.244.0.0/16" in c["args"] and "cluster.local" in c["args"]
+
+
+async def _eventually(check, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "the zone did not follow the API"
+        await asyncio.sleep(0.02)
+
+
+async def test_source_follows_the_api_server():
+    """The informers against a real Skiff control plane on 127.0.0.1 (no cluster, no root)."""
+    from skiff.client.rest import Client, resource
+    from skiff.dns.source import ZoneSource
+    from tests.support import ControlPlane
+
+    cp = ControlPlane()
+    try:
+        cp.start()
+        client = Client.for_state_dir(cp.state_dir)
+        zone = Zone(synced=False)
+        source = ZoneSource(zone, client)
+        await asyncio.wait_for(source.run(), 10)
+        assert zone.synced
+        assert [rd.to_text() for rd in zone.answer("kubernetes.default.svc." + Z, T.A).answer[0]] == ["10.96.0.1"]
+        await client.create(resource("v1", "namespaces"), None, {"metadata": {"name": "dnssrc"}})
+        await _eventually(lambda: zone.answer("dnssrc.svc." + Z, T.A).rcode == dns.rcode.NOERROR)
+        svc = {"metadata": {"name": "pets", "namespace": "dnssrc"},
+               "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80}]}}
+        await client.create(resource("v1", "services"), "dnssrc", svc)
+        await client.create(resource("discovery.k8s.io/v1", "endpointslices"), "dnssrc", {
+            "metadata": {"name": "pets-1", "labels": {"kubernetes.io/service-name": "pets"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.3.3"], "hostname": "pet-0", "conditions": {"ready": True}}]})
+        await _eventually(lambda: zone.answer("pet-0.pets.dnssrc.svc." + Z, T.A).rcode == dns.rcode.NOERROR)
+        await client.delete(resource("v1", "services"), "dnssrc", "pets")
+        await _eventually(lambda: zone.answer("pets.dnssrc.svc." + Z, T.A).rcode == dns.rcode.NXDOMAIN)
+        await source.stop()
+    finally:
+        cp.cleanup()

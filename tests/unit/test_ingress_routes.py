@@ -346,3 +346,45 @@ def test_conformance_load_balancing_ten_pods():
         r = t.lookup("load-balancing", "/")
         seen.add(r.backend.pick())
     assert len(seen) == 10
+
+
+# ---- status and manifests -------------------------------------------------------------------------
+
+def test_status_patches_publish_our_service_address_and_clear_dropped_ingresses():
+    from skiff.ingress.status import published_addresses, status_patches
+    lb = {"status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.200", "ipMode": "VIP"}]}}}
+    addrs = published_addresses(lb)
+    assert addrs == [{"ip": "172.18.255.200"}]
+    assert published_addresses(None) == [] and published_addresses({"status": {}}) == []
+
+    def ing(name, ips=()):
+        return {"metadata": {"name": name, "namespace": "ns"},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+    ingresses = [ing("new"), ing("done", ["172.18.255.200"]), ing("dropped", ["172.18.255.200"]),
+                 ing("foreign", ["10.1.1.1"]), ing("was-ours", ["10.9.9.9"]), ing("never")]
+    patches = status_patches(ingresses, {"ns/new", "ns/done"}, addrs, previously_served={"ns/was-ours"})
+    assert patches == [
+        ("ns", "new", {"status": {"loadBalancer": {"ingress": [{"ip": "172.18.255.200"}]}}}),
+        ("ns", "dropped", {"status": {"loadBalancer": {"ingress": None}}}),
+        ("ns", "was-ours", {"status": {"loadBalancer": {"ingress": None}}}),
+    ]
+
+
+def test_system_objects():
+    from skiff.ingress.manifests import system_objects
+    objs = {(o["kind"], o["metadata"]["name"]): o for o in system_objects(None)}
+    ic = objs[("IngressClass", "skiff")]
+    assert ic["spec"]["controller"] == "skiff.dev/ingress-controller"
+    assert ic["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
+    dep = objs[("Deployment", "skiff-ingress")]
+    assert dep["metadata"]["namespace"] == "skiff-system"
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "skiff/ingress-controller"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 10254, "scheme": "HTTP"}
+    svc = objs[("Service", "skiff-ingress")]
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 80, 80), ("https", 443, 443)]
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"] \
+        == dep["spec"]["template"]["metadata"]["labels"]
+    assert ("Namespace", "skiff-system") in objs

@@ -47,18 +47,28 @@ def test_a_block_deflated_without_the_dictionary_context_is_rejected():
         dec.decompress(b"\x78\x9c" + b"garbage!")
 
 
-# A SYN_STREAM as kubectl 1.32 (client-go's SPDY) sends it for `port-forward pod/x 18999:80`:
-# {streamtype: error, port: 80, requestid: 0}, captured from the WebSocket tunnel.
-KUBECTL_SYN_STREAM = b""
+# The first bytes kubectl v1.32 sent through the WebSocket tunnel for `kubectl port-forward pod/web
+# 41234:31455` and one local connection (captured from the kernel test that drives the real kubectl):
+# SYN_STREAM error stream, DATA FIN on it, SYN_STREAM data stream. The second header block only
+# inflates with the zlib state the first one left: one stream per direction for the whole session.
+KUBECTL_CAPTURE = bytes.fromhex(
+    "800300010000003f0000000100000000000078f9e3c6a7c202253a703a2b294a4dcc851625aca9a0808614cb45a024cc6a"
+    "6c68620a2a85388b20f198094adf8c0600000000ffff"
+    "0000000101000000"
+    "800300010000001800000003000000000000c2aa1b54102512a119000000ffff"
+)
 
 
-def test_parses_a_frame_from_the_real_kubectl():
-    if not KUBECTL_SYN_STREAM:
-        pytest.skip("no capture")
-    (frame,) = spdy.FrameParser().feed(KUBECTL_SYN_STREAM)
-    assert isinstance(frame, spdy.ControlFrame) and frame.type == spdy.SYN_STREAM
-    assert frame.stream_id == 1
-    assert sorted(frame.headers) == [("port", "80"), ("requestid", "0"), ("streamtype", "error")]
+def test_parses_the_frames_the_real_kubectl_sent():
+    parser, frames = spdy.FrameParser(), []
+    for i in range(0, len(KUBECTL_CAPTURE), 3):  # cut as the tunnel may cut it
+        frames += parser.feed(KUBECTL_CAPTURE[i:i + 3])
+    syn_err, fin, syn_data = frames
+    assert (syn_err.type, syn_err.stream_id) == (spdy.SYN_STREAM, 1)
+    assert syn_err.headers == [("streamtype", "error"), ("port", "31455"), ("requestid", "0")]
+    assert fin == spdy.DataFrame(1, b"", spdy.FLAG_FIN)
+    assert (syn_data.type, syn_data.stream_id) == (spdy.SYN_STREAM, 3)
+    assert syn_data.headers == [("streamtype", "data"), ("port", "31455"), ("requestid", "0")]
 
 
 # ---- frames ---------------------------------------------------------------------------------------
