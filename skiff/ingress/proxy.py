@@ -866,11 +866,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run = asyncio.run
-    try:
-        import uvloop  # optional: ~1.5-2x on this workload when installed
-        run = uvloop.run
-    except ImportError:
-        pass
+    if os.environ.get("SKIFF_INGRESS_LOOP", "auto") != "asyncio":
+        try:
+            import uvloop  # optional; bench/ingress_rps.py measures the difference
+            run = uvloop.run
+        except ImportError:
+            pass
     try:
         run(worker_main(args.control_fd, _addr(args.http), _addr(args.https), not args.no_access_log))
     except KeyboardInterrupt:

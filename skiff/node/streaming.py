@@ -184,9 +184,11 @@ class StreamingServer:
                 await resp.write(chunk)
                 if budget == 0:
                     break
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # kubectl went away (Ctrl-C on `logs -f`): nothing left to serve
         finally:
             await chunks.aclose()
-        await resp.write_eof()
 
     # ---- exec / attach ---------------------------------------------------------------------------
 

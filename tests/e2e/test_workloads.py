@@ -1,0 +1,242 @@
+"""Nodes, pods and the pod network in a real cluster (issue: workloads run for real).
+
+Needs root: `skiff up` creates network namespaces, links and nftables tables; the fixture removes
+them with `skiff down` whatever happens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.support import SEED, Cluster, curl, free_port
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(nodes=3).up()
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+def pods_json(k, *args) -> list[dict]:
+    return json.loads(k("get", "pods", "-o", "json", *args))["items"]
+
+
+def is_ready(p: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+
+
+def wait_for(pred, timeout: float = 10, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_up_reports_progress_and_is_idempotent(cluster):
+    assert "Control plane ready" in cluster.up_output and "3 nodes Ready" in cluster.up_output
+    again = cluster.skiff("up", "--name", cluster.name)
+    assert "already running" in again.stdout
+    assert cluster.name in cluster.skiff("list").stdout
+    kc = cluster.skiff("kubeconfig", "--name", cluster.name).stdout
+    assert "certificate-authority-data" in kc and "token" in kc
+
+
+def test_nodes_registered_with_addresses(cluster):
+    k = cluster.kubectl
+    nodes = json.loads(k("get", "nodes", "-o", "json"))["items"]
+    assert len(nodes) == 3
+    net = ipaddress.ip_network(cluster.settings["node-cidr"])
+    for n in nodes:
+        addrs = {a["type"]: a["address"] for a in n["status"]["addresses"]}
+        assert ipaddress.ip_address(addrs["InternalIP"]) in net
+        assert addrs["Hostname"] == n["metadata"]["name"]
+        assert is_ready(n) or any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    out = k("get", "nodes")
+    assert out.splitlines()[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+
+
+def test_nodeport_pods_ready_fast_and_spread(cluster):
+    k = cluster.kubectl
+    t0 = time.monotonic()
+    k("apply", "-f", str(SEED / "nodeport.yaml"))
+    pods = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(map(is_ready, ps)) else None)(
+        pods_json(k, "-l", "app=my-app")), timeout=10)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 3.0, f"3 pods took {elapsed:.2f}s to be Ready"
+    assert len({p["spec"]["nodeName"] for p in pods}) >= 2
+    nodes = {n["metadata"]["name"]: n for n in json.loads(k("get", "nodes", "-o", "json"))["items"]}
+    for p in pods:
+        cidr = ipaddress.ip_network(nodes[p["spec"]["nodeName"]]["spec"]["podCIDR"])
+        assert ipaddress.ip_address(p["status"]["podIP"]) in cidr
+    wide = k("get", "pods", "-o", "wide", "-l", "app=my-app")
+    assert all(p["status"]["podIP"] in wide and p["spec"]["nodeName"] in wide for p in pods)
+
+
+def _my_app(cluster) -> list[dict]:
+    k = cluster.kubectl
+    k("apply", "-f", str(SEED / "nodeport.yaml"))
+    return wait_for(lambda: (lambda ps: ps if len(ps) >= 3 and all(map(is_ready, ps)) else None)(
+        pods_json(k, "-l", "app=my-app")), timeout=10)
+
+
+def test_host_reaches_pods_and_pods_reach_across_nodes(cluster):
+    pods = _my_app(cluster)
+    for p in pods:
+        r = curl(f"http://{p['status']['podIP']}:8080/")
+        assert f"Hostname: {p['metadata']['name']}" in r.stdout
+    a = pods[0]
+    b = next(p for p in pods if p["spec"]["nodeName"] != a["spec"]["nodeName"])
+    out = cluster.kubectl("exec", a["metadata"]["name"], "--", "curl", "-s", f"http://{b['status']['podIP']}:8080/")
+    assert f"Hostname: {b['metadata']['name']}" in out
+
+
+def test_logs_exec_exit_code_and_port_forward(cluster):
+    k = cluster.kubectl
+    pod = _my_app(cluster)[0]["metadata"]["name"]
+    curl(f"http://{pods_json(k, '-l', 'app=my-app')[0]['status']['podIP']}:8080/")
+    assert "Server listening on port 8080" in k("logs", pod)
+    assert len(k("logs", pod, "--tail=1").strip().splitlines()) == 1
+    proc = k.run("exec", pod, "--", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert proc.returncode == 3 and proc.stdout.strip() == "out" and "err" in proc.stderr
+    assert k("exec", "-i", pod, "--", "cat", input="piped\n").strip() == "piped"
+    port = free_port()
+    pf = k.popen("port-forward", f"pod/{pod}", f"{port}:8080")
+    try:
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(curl(f"http://127.0.0.1:{port}/")), 10)
+        assert f"Hostname: {pod}" in r.stdout
+    finally:
+        pf.terminate()
+        pf.wait(5)
+
+
+def test_scale_rollout_undo_and_replacement(cluster):
+    k = cluster.kubectl
+    _my_app(cluster)
+    k("scale", "deployment/my-app", "--replicas=5")
+    wait_for(lambda: len([p for p in pods_json(k, "-l", "app=my-app") if is_ready(p)]) == 5, 10)
+    k("set", "image", "deployment/my-app", "hello=gcr.io/google-samples/hello-app:2.0")
+    assert "successfully rolled out" in k("rollout", "status", "deployment/my-app", "--timeout=30s")
+    pod = next(p for p in pods_json(k, "-l", "app=my-app") if is_ready(p))
+    assert "Version: 2.0.0" in curl(f"http://{pod['status']['podIP']}:8080/").stdout
+    k("rollout", "undo", "deployment/my-app")
+    assert "successfully rolled out" in k("rollout", "status", "deployment/my-app", "--timeout=30s")
+    dep = json.loads(k("get", "deploy", "my-app", "-o", "json"))
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
+    assert "condition met" in k("wait", "--for=condition=Available", "deployment/my-app", "--timeout=20s")
+    victim = pods_json(k, "-l", "app=my-app")[0]["metadata"]["name"]
+    k("delete", "pod", victim)
+    wait_for(lambda: (lambda ps: len(ps) == 5 and victim not in {p["metadata"]["name"] for p in ps}
+                      and all(map(is_ready, ps)))(pods_json(k, "-l", "app=my-app")), 15)
+    k("scale", "deployment/my-app", "--replicas=3")
+
+
+def _pod_netns(cluster, pod: dict) -> str:
+    from skiff.net import names
+
+    node_ns = names.node_netns_name(pod["spec"]["nodeName"])
+    return names.pod_netns_name(node_ns, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                                pod["metadata"]["uid"])
+
+
+def test_kill_9_restarts_container(cluster):
+    k = cluster.kubectl
+    pod = _my_app(cluster)[0]
+    netns = _pod_netns(cluster, pod)
+    pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    target = None
+    for pid in pids:
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            continue
+        if "skiff.images" in cmd and "hello-app" in cmd:
+            target = int(pid)
+    assert target, f"container process not found among {pids}"
+    os.kill(target, signal.SIGKILL)
+    name = pod["metadata"]["name"]
+    wait_for(lambda: (lambda p: p["status"]["containerStatuses"][0]["restartCount"] == 1 and is_ready(p))(
+        json.loads(k("get", "pod", name, "-o", "json"))), 10)
+    row = k("get", "pod", name).splitlines()[1].split()
+    assert row[3] == "1", row
+
+
+def test_failing_readiness_probe_turns_pod_not_ready(cluster, tmp_path):
+    k = cluster.kubectl
+    flag = tmp_path / "ready"
+    flag.write_text("ok")
+    manifest = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  containers:
+  - name: app
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: ["netexec", "--http-port=8080"]
+    readinessProbe:
+      exec: {{command: ["cat", "{flag}"]}}
+      periodSeconds: 1
+      failureThreshold: 1
+"""
+    k("apply", "-f", "-", input=manifest)
+    try:
+        wait_for(lambda: is_ready(json.loads(k("get", "pod", "probed", "-o", "json"))), 10)
+        flag.unlink()
+        wait_for(lambda: not is_ready(json.loads(k("get", "pod", "probed", "-o", "json"))), 10)
+        assert k("get", "pod", "probed").splitlines()[1].split()[1] == "0/1"
+        events = k("get", "events", "--field-selector", "involvedObject.name=probed")
+        assert "Unhealthy" in events
+    finally:
+        k("delete", "pod", "probed", "--grace-period=0", "--force", check=False)
+
+
+def test_unknown_image_fails_like_kubernetes(cluster):
+    k = cluster.kubectl
+    k("run", "nosuch", "--image=example.invalid/nosuch:1")
+    try:
+        wait_for(lambda: re.search(r"ErrImagePull|ImagePullBackOff", k("get", "pod", "nosuch")), 10)
+        ev = k("get", "events", "--field-selector", "involvedObject.name=nosuch")
+        assert "Failed" in ev and "hello-app" in ev  # the event lists the images that exist
+    finally:
+        k("delete", "pod", "nosuch", "--grace-period=0", "--force", check=False)
+
+
+def test_stopped_agent_turns_node_not_ready(cluster):
+    k = cluster.kubectl
+    cfg = cluster.cfg
+    node = cfg.node_name(2)
+    pid = int((cluster.home / cluster.name / f"{node}.pid").read_text())
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: re.search(rf"^{node}\s+NotReady", k("get", "nodes"), re.M), 15, 0.2)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    wait_for(lambda: re.search(rf"^{node}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
+
+
+def test_down_leaves_nothing():
+    c = Cluster(nodes=2).up()
+    name = c.name
+    c.down()
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    from skiff.net.names import link_prefix
+
+    assert link_prefix(name) not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    procs = subprocess.run(["pgrep", "-af", name], capture_output=True, text=True).stdout
+    assert name not in procs.replace("pgrep", ""), procs
