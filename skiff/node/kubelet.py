@@ -113,6 +113,9 @@ def _pod_label(pod: dict) -> str:
     return f"{md['name']}_{md.get('namespace', '')}({md.get('uid', '')})"
 
 
+DRAIN_SECONDS = 0.5
+
+
 def _grace(pod: dict) -> float:
     md = pod["metadata"]
     if md.get("deletionGracePeriodSeconds") is not None:
@@ -262,9 +265,15 @@ class PodWorker:
         for ws in self.probe_workers.values():
             for w in ws:
                 w.stop()
+        was_serving = any(rec.ready for rec in self.containers)
         for rec in self.inits + self.containers:
             rec.ready = False
         self.mark_dirty()
+        if was_serving and grace > 0 and not self.k.shutting_down:
+            # Let the not-ready status reach the EndpointSlices and every node's proxy before the
+            # processes stop, so that deleting a pod takes it out of rotation before it stops
+            # answering (what a preStop sleep does on a real cluster).
+            await asyncio.sleep(min(DRAIN_SECONDS, grace))
         regular = [r.name for r in self.containers if r.name in self.procs]
         others = [r.name for r in self.inits if r.name in self.procs]
         for group in (regular, others):
@@ -535,13 +544,50 @@ class PodWorker:
             if not ok and proc.running:
                 liveness_failed("liveness")
 
+        ports = [p["containerPort"] for p in c.get("ports") or []
+                 if p.get("protocol", "TCP") == "TCP" and p.get("containerPort")]
+
+        async def wait_listening() -> None:
+            # A process starts in milliseconds here but needs a moment to bind its ports. Waiting for
+            # the declared TCP ports (2 s at most) before calling the container ready, or before its
+            # first readiness probe, means traffic never reaches a pod that would refuse it and a
+            # probe does not fail just because it ran a few milliseconds too early.
+            deadline = time.monotonic() + 2.0
+            pending = list(ports)
+            while pending and time.monotonic() < deadline and proc.running:
+                try:
+                    _r, w = await asyncio.wait_for(asyncio.open_connection(sb.ip, pending[0]), 0.5)
+                    w.close()
+                    pending.pop(0)
+                except (OSError, TimeoutError):
+                    await asyncio.sleep(0.005)
+
+        async def ready_when_listening() -> None:
+            await wait_listening()
+            if proc.running:
+                rec.ready = True
+                self.mark_dirty()
+
+        async def readiness_when_listening() -> None:
+            await wait_listening()
+            if proc.running:
+                make(probes.READINESS, "readinessProbe", on_readiness)
+
         def after_start() -> None:
             rec.started = True
+            loop = asyncio.get_running_loop()
             if not c.get("readinessProbe"):
-                rec.ready = True
+                if ports:
+                    loop.create_task(ready_when_listening())
+                else:
+                    rec.ready = True
             self.mark_dirty()
             make(probes.LIVENESS, "livenessProbe", on_liveness)
-            make(probes.READINESS, "readinessProbe", on_readiness)
+            if c.get("readinessProbe"):
+                if ports:
+                    loop.create_task(readiness_when_listening())
+                else:
+                    make(probes.READINESS, "readinessProbe", on_readiness)
 
         def on_startup(ok: bool) -> None:
             if not proc.running:

@@ -1,0 +1,223 @@
+"""Services in the kernel, with real packets (issue: ClusterIP, NodePort and LoadBalancer).
+
+Everything is checked from the host shell or from pods, as the tutorial does; "unreachable" is
+checked with `ip route get`, never with packets to the outside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.support import SEED, Cluster, curl
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(nodes=3).up()
+    try:
+        c.kubectl("apply", "-f", str(SEED))
+        yield c
+    finally:
+        c.down()
+
+
+def wait_for(pred, timeout: float = 10, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def ready_pods(k, selector: str) -> list[dict]:
+    items = json.loads(k("get", "pods", "-l", selector, "-o", "json"))["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+
+
+def svc(k, name: str) -> dict:
+    return json.loads(k("get", "svc", name, "-o", "json"))
+
+
+def hostnames(url: str, n: int) -> list[str]:
+    out = []
+    for _ in range(n):
+        r = curl(url)
+        m = re.search(r"Hostname: (\S+)", r.stdout)
+        out.append(m.group(1) if m else r.stdout.strip())
+    return out
+
+
+def test_nodeport_on_every_node_spreads(cluster):
+    k = cluster.kubectl
+    wait_for(lambda: len(ready_pods(k, "app=my-app")) == 3)
+    cfg = cluster.cfg
+    for i in range(cfg.nodes):
+        names = hostnames(f"http://{cfg.node_ip(i)}:30008/", 30 if i == 0 else 5)
+        assert all(n.startswith("my-app-") for n in names), names
+        if i == 0:
+            assert len(set(names)) >= 2, names
+
+
+def test_cluster_ip_from_pod_and_unreachable_from_host(cluster):
+    k = cluster.kubectl
+    wait_for(lambda: len(ready_pods(k, "app=backend")) == 2 and ready_pods(k, "app=my-app"))
+    ip = svc(k, "backend-service")["spec"]["clusterIP"]
+    pod = ready_pods(k, "app=my-app")[0]["metadata"]["name"]
+    out = k("exec", pod, "--", "curl", "-s", "--max-time", "3", f"http://{ip}:8080/hostname")
+    assert out.startswith("backend-"), out
+    route = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True)
+    assert route.returncode != 0 or "unreachable" in route.stdout, route.stdout
+    assert "unreachable" in (route.stdout + route.stderr) or "No route to host" in route.stderr
+
+
+def test_load_balancer_gets_address_and_answers(cluster):
+    k = cluster.kubectl
+    name = "lb-fresh"
+    t0 = time.monotonic()
+    k("create", "service", "loadbalancer", name, "--tcp=80:8080")
+    k("patch", "svc", name, "-p", '{"spec":{"selector":{"app":"lb-backend"}}}')
+    ip = wait_for(lambda: (svc(k, name)["status"].get("loadBalancer", {}).get("ingress") or [{}])[0].get("ip"),
+                  5, 0.02)
+    assert time.monotonic() - t0 < 1.0 + 0.5  # kubectl's own start-up is part of this
+    row = k("get", "svc", name).splitlines()[1].split()
+    assert row[3] == ip
+    wait_for(lambda: len(ready_pods(k, "app=lb-backend")) == 3, 15)
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(curl(f"http://{ip}/")), 5)
+    assert "Hostname: backend-deployment-" in r.stdout
+    seed_ip = wait_for(lambda: (svc(k, "backend")["status"].get("loadBalancer", {}).get("ingress") or [{}])[0]
+                       .get("ip"), 5)
+    assert "Hostname:" in curl(f"http://{seed_ip}/").stdout
+    k("delete", "svc", name)
+
+
+def test_session_affinity_pins_client(cluster):
+    k = cluster.kubectl
+    k("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  type: NodePort
+  selector: {app: my-app}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: 8080}]
+""")
+    port = svc(k, "sticky")["spec"]["ports"][0]["nodePort"]
+    node_ip = cluster.cfg.node_ip(0)
+    time.sleep(0.3)
+    names = hostnames(f"http://{node_ip}:{port}/", 15)
+    assert len(set(names)) == 1, names
+
+
+def test_external_traffic_policy_local_preserves_client_ip(cluster):
+    k = cluster.kubectl
+    k("apply", "-f", "-", input="""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: agnhost
+        image: registry.k8s.io/e2e-test-images/agnhost:2.53
+        args: ["netexec", "--http-port=8080"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: 8080}]
+""")
+    pod = wait_for(lambda: (ready_pods(k, "app=echo") or [None])[0], 10)
+    port = svc(k, "echo-local")["spec"]["ports"][0]["nodePort"]
+    cfg = cluster.cfg
+    node_ip = {n["metadata"]["name"]: n["status"]["addresses"][0]["address"]
+               for n in json.loads(k("get", "nodes", "-o", "json"))["items"]}[pod["spec"]["nodeName"]]
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(curl(f"http://{node_ip}:{port}/clientip")), 5)
+    assert r.stdout.split(":")[0] == cfg.host_ip, r.stdout
+    other = next(cfg.node_ip(i) for i in range(cfg.nodes) if cfg.node_ip(i) != node_ip)
+    assert curl(f"http://{other}:{port}/clientip", timeout=1).returncode != 0  # no local endpoint: dropped
+
+
+def test_no_endpoints_refuses_fast(cluster):
+    k = cluster.kubectl
+    k("create", "deployment", "empty", "--image=gcr.io/google-samples/hello-app:1.0", "--replicas=1")
+    k("expose", "deployment", "empty", "--port=80", "--target-port=8080", "--type=NodePort")
+    wait_for(lambda: ready_pods(k, "app=empty"), 10)
+    k("scale", "deployment/empty", "--replicas=0")
+    wait_for(lambda: not json.loads(k("get", "pods", "-l", "app=empty", "-o", "json"))["items"], 15)
+    port = svc(k, "empty")["spec"]["ports"][0]["nodePort"]
+    host = cluster.cfg.node_ip(1)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, port), timeout=2)
+    assert time.monotonic() - t0 < 0.1
+
+
+def test_scale_up_receives_traffic_and_deleted_pod_leaves_rotation(cluster):
+    k = cluster.kubectl
+    k("scale", "deployment/my-app", "--replicas=5")
+    wait_for(lambda: len(ready_pods(k, "app=my-app")) == 5, 10)
+    ready_at = time.monotonic()
+    want = {p["metadata"]["name"] for p in ready_pods(k, "app=my-app")}
+    seen: set[str] = set()
+    url = f"http://{cluster.cfg.node_ip(0)}:30008/"
+    while time.monotonic() - ready_at < 3 and seen != want:
+        seen.update(hostnames(url, 5))
+    assert seen == want
+    victim = sorted(want)[0]
+    k("delete", "pod", victim, "--wait=false")
+    time.sleep(0.5)
+    assert victim not in hostnames(url, 20)
+    k("scale", "deployment/my-app", "--replicas=3")
+
+
+def test_rolling_update_under_load_fails_nothing(cluster):
+    k = cluster.kubectl
+    wait_for(lambda: len(ready_pods(k, "app=my-app")) >= 3, 15)
+    url = f"http://{cluster.cfg.node_ip(0)}:30008/"
+    failures: list[str] = []
+    count = [0]
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            r = curl(url, timeout=3)
+            count[0] += 1
+            if r.returncode != 0 or "Hello" not in r.stdout:
+                failures.append(r.stderr or r.stdout)
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        k("set", "image", "deployment/my-app", "hello=gcr.io/google-samples/hello-app:2.0")
+        k("rollout", "status", "deployment/my-app", "--timeout=60s")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert count[0] > 20 and not failures, f"{len(failures)} of {count[0]} failed: {failures[:3]}"
+    assert "Version: 2.0.0" in curl(url).stdout
