@@ -1,0 +1,171 @@
+"""Cluster DNS from inside pods (issue: services by name).
+
+Forwarding is tested against a small DNS server this test starts on the host's address on the
+cluster's node bridge, configured with `skiff up --dns-upstream`; never the machine's resolver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+import time
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from tests.support import SEED, Cluster
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+UPSTREAM_PORT = 5353
+
+
+class Upstream:
+    """Answers `outside.test.` A 192.0.2.7 (a documentation address, never contacted); NXDOMAIN otherwise."""
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.host = host
+        self.queries: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def start(self) -> None:
+        self.sock.bind((self.host, UPSTREAM_PORT))
+        self.sock.settimeout(0.2)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            q = dns.message.from_wire(data)
+            name = q.question[0].name.to_text()
+            self.queries.append(name)
+            r = dns.message.make_response(q)
+            if name == "outside.test.":
+                r.answer.append(dns.rrset.from_text(name, 30, "IN", "A", "192.0.2.7"))
+            else:
+                r.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(r.to_wire(), addr)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    octet = random.randint(16, 250)
+    host = f"172.29.{octet}.1"
+    c = Cluster(nodes=2, **{"node-cidr": f"172.29.{octet}.0/24",
+                            "lb-pool": f"172.29.{octet}.200-172.29.{octet}.230",
+                            "dns-upstream": f"{host}:{UPSTREAM_PORT}"})
+    c.up()
+    up = Upstream(host)
+    try:
+        up.start()
+        c.upstream = up
+        c.kubectl("apply", "-f", str(SEED / "clusterip.yaml"))
+        c.kubectl("apply", "-f", "-", input=HEADLESS)
+        yield c
+    finally:
+        up.close()
+        c.down()
+
+
+HEADLESS = """
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: backend}
+  ports: [{name: http, port: 8080}]
+"""
+
+
+def wait_for(pred, timeout: float = 10, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def client_pod(k) -> str:
+    def ready():
+        items = json.loads(k("get", "pods", "-l", "app=frontend", "-o", "json"))["items"]
+        return [p["metadata"]["name"] for p in items if any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+    wait_for(lambda: ready() and json.loads(k("get", "deploy", "coredns", "-n", "kube-system", "-o", "json"))
+             ["status"].get("readyReplicas"), 15)
+    return ready()[0]
+
+
+def test_resolv_conf_cluster_first(cluster):
+    k = cluster.kubectl
+    pod = client_pod(k)
+    rc = k("exec", pod, "--", "cat", "/etc/resolv.conf")
+    assert "nameserver 10.96.0.10" in rc
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in rc
+    assert "options ndots:5" in rc
+
+
+def test_service_names_resolve_and_route(cluster):
+    k = cluster.kubectl
+    pod = client_pod(k)
+    ip = json.loads(k("get", "svc", "backend-service", "-o", "json"))["spec"]["clusterIP"]
+    out = k("exec", pod, "--", "getent", "hosts", "backend-service")
+    assert out.split()[0] == ip
+    out = k("exec", pod, "--", "curl", "-s", "--max-time", "3", "http://example-clusterip-service/")
+    assert out.strip() == "hello from the frontend"
+    fq = k("exec", pod, "--", "getent", "hosts", "example-clusterip-service.default.svc.cluster.local")
+    assert fq.split()[0] == json.loads(k("get", "svc", "example-clusterip-service", "-o", "json"))["spec"]["clusterIP"]
+
+
+def test_headless_and_srv(cluster):
+    k = cluster.kubectl
+    pod = client_pod(k)
+    want = sorted(p["status"]["podIP"] for p in json.loads(k("get", "pods", "-l", "app=backend", "-o", "json"))["items"])
+    out = wait_for(lambda: (lambda o: o if sorted(o.split()) == want else None)(
+        k("exec", pod, "--", "dig", "+short", "db.default.svc.cluster.local")), 5)
+    assert sorted(out.split()) == want
+    srv = k("exec", pod, "--", "dig", "+short", "SRV", "_http._tcp.db.default.svc.cluster.local")
+    lines = [line.split() for line in srv.strip().splitlines()]
+    assert len(lines) == 2 and all(parts[2] == "8080" for parts in lines), srv
+
+
+def test_new_service_resolves_within_a_second_and_deleted_gives_nxdomain(cluster):
+    k = cluster.kubectl
+    pod = client_pod(k)
+    k("create", "service", "clusterip", "fresh", "--tcp=80:80")
+    t0 = time.monotonic()
+    ip = json.loads(k("get", "svc", "fresh", "-o", "json"))["spec"]["clusterIP"]
+    wait_for(lambda: ip in k("exec", pod, "--", "dig", "+short", "fresh.default.svc.cluster.local"), 3, 0.02)
+    assert time.monotonic() - t0 < 1.0 + 0.6  # kubectl exec's own cost is included
+    k("delete", "service", "fresh")
+    out = wait_for(lambda: (lambda o: o if "NXDOMAIN" in o else None)(
+        k("exec", pod, "--", "dig", "fresh.default.svc.cluster.local")), 3)
+    assert "status: NXDOMAIN" in out
+
+
+def test_forwards_other_names_to_the_configured_upstream(cluster):
+    k = cluster.kubectl
+    pod = client_pod(k)
+    out = k("exec", pod, "--", "getent", "hosts", "outside.test")
+    assert out.split()[0] == "192.0.2.7"
+    assert "outside.test." in cluster.upstream.queries
+    # Names under the cluster domain are answered by the cluster DNS itself, never forwarded.
+    k("exec", pod, "--", "dig", "+short", "nosuch.default.svc.cluster.local")
+    assert not any(q.endswith("cluster.local.") for q in cluster.upstream.queries)
