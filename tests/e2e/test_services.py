@@ -64,6 +64,8 @@ def test_nodeport_on_every_node_spreads(cluster):
     k = cluster.kubectl
     wait_for(lambda: len(ready_pods(k, "app=my-app")) == 3)
     cfg = cluster.cfg
+    # The rules reach every node within a moment of the endpoints being ready (network programming).
+    wait_for(lambda: curl(f"http://{cfg.node_ip(0)}:30008/").returncode == 0, 10)
     for i in range(cfg.nodes):
         names = hostnames(f"http://{cfg.node_ip(i)}:30008/", 30 if i == 0 else 5)
         assert all(n.startswith("my-app-") for n in names), names

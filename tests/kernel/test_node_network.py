@@ -24,7 +24,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for networ
 
 
 def random_config(nodes: int = 3) -> ClusterConfig:
-    r = random.randint(100, 239)
+    r = random.randint(112, 239)  # 10.96.0.0/12 (10.96-10.111) is the default service range
     return ClusterConfig(
         name=f"kt{random.randrange(16**5):05x}",
         nodes=nodes,
