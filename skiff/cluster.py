@@ -221,27 +221,27 @@ def _ready_nodes(cfg: ClusterConfig) -> int:
 
 
 def _stop_processes(cfg: ClusterConfig, grace: float = 3.0) -> None:
-    """Stop the node agents first (they stop their pods), then the control plane."""
+    """SIGTERM the node agents (they stop their pods) and the control plane together, then SIGKILL
+    whatever is still running after `grace` seconds."""
     state = cfg.state_dir
-    pid_files = [state / f"{cfg.node_name(i)}.pid" for i in range(cfg.nodes)]
-    for group in (pid_files, [state / "controlplane.pid"]):
-        pids = [p for p in (_read_pid(f) for f in group) if p and _pid_alive(p)]
-        for pid in pids:
+    pid_files = [state / f"{cfg.node_name(i)}.pid" for i in range(cfg.nodes)] + [state / "controlplane.pid"]
+    pids = [p for p in (_read_pid(f) for f in pid_files) if p and _pid_alive(p)]
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.02)
+    for pid in pids:
+        if _pid_alive(pid):
             try:
-                os.killpg(pid, signal.SIGTERM)
+                os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
-            time.sleep(0.02)
-        for pid in pids:
-            if _pid_alive(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        for f in group:
-            f.unlink(missing_ok=True)
+    for f in pid_files:
+        f.unlink(missing_ok=True)
 
 
 def down(name: str, progress: Progress) -> bool:

@@ -177,7 +177,7 @@ class APIServer:
         await self.bootstrap()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(pki_dir / "apiserver.crt", pki_dir / "apiserver.key")
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         for host in hosts:
             site = web.TCPSite(self._runner, host, self.cfg.api_port, ssl_context=ctx, reuse_address=True,

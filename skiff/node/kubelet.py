@@ -689,7 +689,7 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}  # by pod UID
         self.by_name: dict[tuple[str, str], PodWorker] = {}
         self.shutting_down = False
-        self.shutdown_grace = 2.0
+        self.shutdown_grace = 0.5  # the agent stops only for `skiff down`: the whole cluster is going away
         try:
             self.host_resolv: str | None = Path("/etc/resolv.conf").read_text()
         except OSError:

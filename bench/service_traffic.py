@@ -1,0 +1,256 @@
+"""Services in the kernel, in a real cluster: traffic through a ClusterIP, a NodePort and a
+LoadBalancer IP as a fraction of the same load sent straight to a pod, and network programming
+latency (Service POST -> first TCP connection to its ClusterIP from a pod).
+
+Run as root: .venv/bin/python bench/service_traffic.py [--duration 3] [--rounds 3] [--services 20]
+
+- Load: wrk (-t2 -c20 by default, bounded duration) against 3 hello-app replicas behind one
+  LoadBalancer Service. The ClusterIP and its baseline (a pod IP) are loaded from inside a client
+  pod's network namespace (`ip netns exec`); the NodePort (on the control-plane node), the LB IP
+  and their baseline (the same pod IP) from the host. Targets run in interleaved rounds and the
+  median round per target is reported, so other load on the machine hits all targets alike.
+- Programming latency: a small connect loop runs in the client pod's netns; the bench POSTs a
+  ClusterIP Service selecting the ready pods and times until that loop's first successful connect.
+- Then bench/proxy_sync.py (5,000 Services, one endpoint change) runs as its own process, after
+  the cluster is gone, and its summary is printed (skip with --no-proxy-sync).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cluster_workloads import api_session, check_root, pct, pod_netns, wait_pods_ready  # noqa: E402
+from tests.support import Cluster  # noqa: E402
+
+HELLO = "gcr.io/google-samples/hello-app:1.0"
+
+APP = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: hello}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: hello}}
+  template:
+    metadata: {labels: {app: hello}}
+    spec:
+      containers:
+      - name: hello
+        image: %s
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: hello}
+spec:
+  type: LoadBalancer
+  selector: {app: hello}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {bench: client}}
+spec:
+  containers:
+  - {name: pause, image: "registry.k8s.io/pause:3.10"}
+""" % HELLO
+
+# Runs in the client pod's netns. For each "ip port" line: connect until one succeeds (a refused
+# or unreachable attempt fails at once; a dropped SYN is cut short by the 20 ms timeout) and
+# answer with the CLOCK_MONOTONIC time of that success, which the bench's clock shares.
+POLLER = """
+import socket, sys, time
+for line in sys.stdin:
+    host, port = line.split()
+    deadline = time.monotonic() + 15
+    while True:
+        s = socket.socket()
+        s.settimeout(0.02)
+        try:
+            s.connect((host, int(port)))
+            print(time.monotonic(), flush=True)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                print("timeout", flush=True)
+                break
+            time.sleep(0.0005)
+        finally:
+            s.close()
+"""
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, duration: float, connections: int = 20, threads: int = 2, netns: str | None = None,
+        host_header: str | None = None) -> dict:
+    """One bounded wrk run: {"rps", "p50" (ms), "p99" (ms), "errors" (socket errors + non-2xx/3xx)}."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    if host_header:
+        argv += ["-H", f"Host: {host_header}"]
+    argv.append(url)
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m:
+        raise RuntimeError(f"wrk {url} failed:\n{out}")
+    lat = {}
+    for q in ("50", "99"):
+        lm = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        lat[q] = float(lm.group(1)) * _UNITS[lm.group(2)]
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(m.group(1)), "p50": lat["50"], "p99": lat["99"],
+            "errors": errors + (int(non2xx.group(1)) if non2xx else 0)}
+
+
+def interleaved(targets: dict[str, dict], rounds: int, duration: float, **wrk_args) -> dict[str, dict]:
+    """Median-by-req/s run per target over `rounds` interleaved rounds, after a 1 s warm-up each."""
+    for t in targets.values():
+        wrk(duration=1, **t, **wrk_args)
+    runs: dict[str, list[dict]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, t in targets.items():
+            runs[name].append(wrk(duration=duration, **t, **wrk_args))
+    return {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for name, rs in runs.items()}
+
+
+def wait_connectable(host: str, port: int, netns: str | None = None, timeout: float = 15) -> None:
+    argv = ["curl", "-s", "-o", "/dev/null", "--max-time", "1", f"http://{host}:{port}/"]
+    if netns:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    deadline = time.monotonic() + timeout
+    while subprocess.run(argv).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{host}:{port} did not answer within {timeout}s")
+        time.sleep(0.1)
+
+
+def setup(cluster: Cluster) -> dict:
+    k = cluster.kubectl
+    k("apply", "-f", "-", input=APP)
+    hello = wait_pods_ready(cluster, "app=hello", 3)
+    client = wait_pods_ready(cluster, "bench=client", 1)[0]
+    deadline = time.monotonic() + 15
+    while True:
+        svc = json.loads(k("get", "svc", "hello", "-o", "json"))
+        lb = (svc["status"].get("loadBalancer", {}).get("ingress") or [{}])[0].get("ip")
+        if lb:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("no LoadBalancer address")
+        time.sleep(0.1)
+    # A pod on another node than the client, so the baseline crosses nodes as most Service traffic does.
+    pod = next((p for p in hello if p["spec"]["nodeName"] != client["spec"]["nodeName"]), hello[0])
+    info = {"client_ns": pod_netns(client), "pod_ip": pod["status"]["podIP"], "cluster_ip": svc["spec"]["clusterIP"],
+            "node_port": svc["spec"]["ports"][0]["nodePort"], "node_ip": cluster.cfg.node_ip(0), "lb_ip": lb,
+            "pod_nodes": sorted(p["spec"]["nodeName"] for p in hello), "client_node": client["spec"]["nodeName"]}
+    wait_connectable(info["cluster_ip"], 80, info["client_ns"])
+    wait_connectable(info["node_ip"], info["node_port"])
+    wait_connectable(lb, 80)
+    return info
+
+
+async def programming_latency(cluster: Cluster, client_ns: str, n: int) -> list[float]:
+    poller = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", client_ns, sys.executable, "-c", POLLER,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    lat: list[float] = []
+    try:
+        async with api_session(cluster) as s:
+            for i in range(n):
+                body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"prog{i}"},
+                        "spec": {"selector": {"app": "hello"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+                t0 = time.monotonic()
+                async with s.post("/api/v1/namespaces/default/services", data=json.dumps(body)) as r:
+                    if r.status != 201:
+                        raise RuntimeError(f"service create: {r.status} {await r.text()}")
+                    ip = (await r.json())["spec"]["clusterIP"]
+                poller.stdin.write(f"{ip} 80\n".encode())
+                await poller.stdin.drain()
+                answer = (await poller.stdout.readline()).decode().strip()
+                if answer == "timeout":
+                    raise RuntimeError(f"Service {ip}:80 never accepted a connection")
+                lat.append(float(answer) - t0)
+    finally:
+        poller.stdin.close()
+        try:
+            await asyncio.wait_for(poller.wait(), 5)
+        except TimeoutError:
+            poller.kill()
+            await poller.wait()
+    return lat
+
+
+def row(name: str, r: dict, base: dict | None) -> str:
+    ratio = f"{r['rps'] / base['rps']:8.2f}" if base else f"{'-':>8}"
+    return f"{name:34} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d} {ratio}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=float, default=3, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--services", type=int, default=20, help="Services for the programming latency")
+    ap.add_argument("--no-proxy-sync", action="store_true")
+    args = ap.parse_args()
+    check_root()
+
+    cluster = Cluster(nodes=3)
+    try:
+        cluster.up()
+        info = setup(cluster)
+        ns = info["client_ns"]
+        targets = {
+            "pod IP, from a pod (baseline)": {"url": f"http://{info['pod_ip']}:8080/", "netns": ns},
+            "ClusterIP, from a pod": {"url": f"http://{info['cluster_ip']}/", "netns": ns},
+            "pod IP, from the host (baseline)": {"url": f"http://{info['pod_ip']}:8080/"},
+            "NodePort, from the host": {"url": f"http://{info['node_ip']}:{info['node_port']}/"},
+            "LoadBalancer IP, from the host": {"url": f"http://{info['lb_ip']}/"},
+        }
+        res = interleaved(targets, args.rounds, args.duration, connections=args.connections, threads=args.threads)
+        prog = asyncio.run(programming_latency(cluster, ns, args.services))
+        load = os.getloadavg()
+    finally:
+        cluster.down()
+
+    print(f"load average during run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs; "
+          f"3 hello-app pods on {', '.join(info['pod_nodes'])}; client pod on {info['client_node']}")
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} interleaved rounds "
+          f"(median); ratio = req/s vs the baseline above it")
+    print(f"{'target':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>8}")
+    names = list(res)
+    pod_base, host_base = res[names[0]], res[names[2]]
+    for name in names:
+        base = pod_base if name.startswith("ClusterIP") else host_base if "baseline" not in name else None
+        print(row(name, res[name], base))
+    ratios = [res[names[1]]["rps"] / pod_base["rps"], res[names[3]]["rps"] / host_base["rps"],
+              res[names[4]]["rps"] / host_base["rps"]]
+    print(f"target ratio >= 0.9: {'met' if min(ratios) >= 0.9 else 'NOT met'} (lowest {min(ratios):.2f})")
+    print(f"network programming latency, Service POST -> first connect to ClusterIP from a pod, "
+          f"{len(prog)} Services: p50 {statistics.median(prog) * 1000:.0f} ms   p99 {pct(prog, 0.99) * 1000:.0f} ms"
+          f"   max {max(prog) * 1000:.0f} ms")
+    if not args.no_proxy_sync:
+        print("bench/proxy_sync.py (5,000 Services / 25,000 endpoints, scratch netns, no cluster):")
+        out = subprocess.run([sys.executable, str(Path(__file__).with_name("proxy_sync.py"))],
+                             capture_output=True, text=True, timeout=300)
+        for line in (out.stdout + out.stderr).strip().splitlines():
+            print("  " + line)
+
+
+if __name__ == "__main__":
+    main()
