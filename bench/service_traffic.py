@@ -47,7 +47,7 @@ spec:
     spec:
       containers:
       - name: hello
-        image: %s
+        image: HELLO_IMAGE
         ports: [{containerPort: 8080}]
 ---
 apiVersion: v1
@@ -64,7 +64,7 @@ metadata: {name: client, labels: {bench: client}}
 spec:
   containers:
   - {name: pause, image: "registry.k8s.io/pause:3.10"}
-""" % HELLO
+""".replace("HELLO_IMAGE", HELLO)
 
 # Runs in the client pod's netns. For each "ip port" line: connect until one succeeds (a refused
 # or unreachable attempt fails at once; a dropped SYN is cut short by the 20 ms timeout) and

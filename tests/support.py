@@ -57,13 +57,12 @@ class Kubectl:
 class ControlPlane:
     """Only the control plane process (API server + controllers) on 127.0.0.1: no root, no network."""
 
-    def __init__(self) -> None:
+    def __init__(self, **settings) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="skiff-test-"))
         self.name = unique_name("cp")
-        os.environ.setdefault("SKIFF_TEST", "1")
         from skiff.config import ClusterConfig
 
-        self.cfg = ClusterConfig(name=self.name, api_port=free_port(), token=secrets.token_urlsafe(24))
+        self.cfg = ClusterConfig(name=self.name, api_port=free_port(), token=secrets.token_urlsafe(24), **settings)
         self.state_dir = self.home / self.name
         self.proc: subprocess.Popen | None = None
         self.kubectl: Kubectl | None = None

@@ -131,10 +131,17 @@ async def run(ctx) -> None:
             log.warning("cannot route %s via %s: %s", ip, via, err)
 
     async def withdraw(key: str) -> None:
+        freed = False
         for ip, k in list(owner.items()):
             if k == key:
                 owner.pop(ip)
                 await announce(ip, None)
+                freed = True
+        if freed:
+            # Services left <pending> by an exhausted pool get the freed address.
+            for other in services.list():
+                if wants_lb(other) and not current_ips(other):
+                    queue.add(meta.key_of(other))
 
     async def sync(key: str) -> None:
         svc = services.get(key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -223,3 +224,28 @@ def test_rolling_update_under_load_fails_nothing(cluster):
             t.join()
     assert count[0] > 20 and not failures, f"{len(failures)} of {count[0]} failed: {failures[:3]}"
     assert "Version: 2.0.0" in curl(url).stdout
+
+
+def test_load_balancer_survives_loss_of_its_node(cluster):
+    k = cluster.kubectl
+    wait_for(lambda: len(ready_pods(k, "app=lb-backend")) == 3, 15)
+    ip = wait_for(lambda: (svc(k, "backend")["status"].get("loadBalancer", {}).get("ingress") or [{}])[0]
+                  .get("ip"), 5)
+
+    def via() -> str | None:
+        m = re.search(r"via (\S+)", subprocess.run(["ip", "route", "show", f"{ip}/32"], capture_output=True,
+                                                   text=True).stdout)
+        return m.group(1) if m else None
+    carrier = wait_for(via, 5)
+    cfg = cluster.cfg
+    index = next(i for i in range(cfg.nodes) if cfg.node_ip(i) == carrier)
+    pid = int((cluster.home / cluster.name / f"{cfg.node_name(index)}.pid").read_text())
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: via() not in (None, carrier), 15, 0.1)
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 and "Hostname:" in r.stdout else None)(
+            curl(f"http://{ip}/", timeout=2)), 10, 0.1)
+        assert "Hostname: backend-deployment-" in r.stdout
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    wait_for(lambda: re.search(rf"^{cfg.node_name(index)}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
