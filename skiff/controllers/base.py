@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from skiff.api import meta
@@ -74,8 +75,9 @@ class EventRecorder:
                 source["host"] = self.host
             ev = {
                 "apiVersion": "v1", "kind": "Event",
-                "metadata": {"name": f"{md['name']}.{meta.random_suffix(8)}{meta.random_suffix(8)}",
-                             "namespace": ns},
+                # Named like kube's recorder (<object>.<hex nanoseconds>), so listing order is creation order.
+                "metadata": {"name": f"{md['name']}.{time.time_ns():x}", "namespace": ns},
+                "eventTime": None,
                 "involvedObject": ref, "reason": reason, "message": message, "type": etype,
                 "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                 "reportingComponent": self.component, "reportingInstance": self.host or "",
