@@ -167,8 +167,9 @@ def skiff_up_seconds(cluster: Cluster) -> tuple[float, float]:
 # ---- pod start latency -----------------------------------------------------------------------
 
 
-async def pod_start_latency(cluster: Cluster, n: int) -> tuple[list[float], list[float], float]:
-    """(ADDED->Ready per pod, POST sent->Ready per pod, seconds until all were Ready)."""
+async def pod_start_latency(cluster: Cluster, n: int) -> tuple[list[float], list[float], float, float]:
+    """(ADDED->Ready per pod, POST sent->Ready per pod, seconds until the first and until all were
+    Ready, from the first POST)."""
     ns = f"bench-{secrets.token_hex(3)}"
     posted: dict[str, float] = {}
     added: dict[str, float] = {}
@@ -209,7 +210,8 @@ async def pod_start_latency(cluster: Cluster, n: int) -> tuple[list[float], list
             await creates
         async with s.delete(f"/api/v1/namespaces/{ns}") as r:
             await r.read()
-    return ([ready[k] - added[k] for k in ready], [ready[k] - posted[k] for k in ready], all_ready)
+    first_ready = min(ready.values()) - t_start
+    return ([ready[k] - added[k] for k in ready], [ready[k] - posted[k] for k in ready], first_ready, all_ready)
 
 
 # ---- pod-to-pod TCP throughput ---------------------------------------------------------------
@@ -279,7 +281,7 @@ def main() -> None:
                 cluster = None
         # The last cluster stays up for the pod measurements; the quiet one (throughput) goes first.
         pod_gbps, lo_gbps = throughput(cluster, args.seconds, args.rounds)
-        added_ready, posted_ready, all_ready = asyncio.run(pod_start_latency(cluster, args.pods))
+        added_ready, posted_ready, first_ready, all_ready = asyncio.run(pod_start_latency(cluster, args.pods))
     finally:
         if cluster is not None:
             cluster.down()
@@ -297,7 +299,8 @@ def main() -> None:
     print(f"pod start, {len(added_ready)} pods burst, ADDED->Ready:      p50 {p50 * 1000:7.0f} ms   "
           f"p99 {p99 * 1000:7.0f} ms   (target p99 < 1 s: {'met' if p99 < 1 else 'NOT met'})")
     print(f"pod start, POST sent->Ready:                    p50 {statistics.median(posted_ready) * 1000:7.0f} ms"
-          f"   p99 {pct(posted_ready, 0.99) * 1000:7.0f} ms   all {args.pods} Ready after {all_ready:.2f} s")
+          f"   p99 {pct(posted_ready, 0.99) * 1000:7.0f} ms")
+    print(f"  from the first POST: first pod Ready after {first_ready:.2f} s, all {args.pods} after {all_ready:.2f} s")
     pg, lg = statistics.median(pod_gbps), statistics.median(lo_gbps)
     print(f"{'TCP pod->pod across nodes vs host loopback':46} {pg:8.2f}Gb/s {lg:8.2f}Gb/s {pg / lg:8.2f}   "
           f"(median of {args.rounds} x {args.seconds:g} s, one Python stream)")
