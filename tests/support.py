@@ -206,3 +206,19 @@ class Cluster:
 def curl(url: str, *extra: str, timeout: float = 5) -> subprocess.CompletedProcess:
     return subprocess.run(["curl", "-sS", "--max-time", str(timeout), *extra, url], capture_output=True,
                           text=True, timeout=timeout + 5)
+
+
+def wait_for(pred, timeout: float = 10, interval: float = 0.05):
+    """Poll `pred` until it returns something truthy, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def is_ready(obj: dict) -> bool:
+    """The object's Ready condition is True (pods and nodes)."""
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions") or [])

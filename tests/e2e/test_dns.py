@@ -18,7 +18,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from tests.support import SEED, Cluster
+from tests.support import SEED, Cluster, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -92,15 +92,6 @@ spec:
   ports: [{name: http, port: 8080}]
 """
 
-
-def wait_for(pred, timeout: float = 10, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def client_pod(k) -> str:

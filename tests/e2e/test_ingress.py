@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support import SEED, Cluster, curl, unique_name
+from tests.support import SEED, Cluster, curl, unique_name, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -36,15 +36,6 @@ def cluster():
     finally:
         c.down()
 
-
-def wait_for(pred, timeout: float = 15, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def backends(names: list[str], port_name: str | None = "http") -> str:

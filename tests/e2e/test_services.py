@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.support import SEED, Cluster, curl
+from tests.support import SEED, Cluster, curl, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -31,15 +31,6 @@ def cluster():
     finally:
         c.down()
 
-
-def wait_for(pred, timeout: float = 10, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def ready_pods(k, selector: str) -> list[dict]:

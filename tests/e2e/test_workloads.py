@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.support import SEED, Cluster, curl, free_port
+from tests.support import SEED, Cluster, curl, free_port, is_ready, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -34,18 +34,6 @@ def pods_json(k, *args) -> list[dict]:
     return json.loads(k("get", "pods", "-o", "json", *args))["items"]
 
 
-def is_ready(p: dict) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
-
-
-def wait_for(pred, timeout: float = 10, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_up_reports_progress_and_is_idempotent(cluster):

@@ -11,17 +11,11 @@ import re
 from typing import Any
 
 from skiff.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
-from skiff.api.validation.service import (
-    dns1035_label_errors,
-    dns1123_label_errors,
-    dns1123_subdomain_errors,
-    invalid_go,
-    max_len_error,
-    parse_ip,
-    port_name_errors,
-    port_num_errors,
-    regex_error,
-)
+from skiff.api.validation.meta import is_dns1035_label as dns1035_label_errors
+from skiff.api.validation.meta import is_dns1123_label as dns1123_label_errors
+from skiff.api.validation.meta import is_dns1123_subdomain as dns1123_subdomain_errors
+from skiff.api.validation.meta import max_len_error, regex_error
+from skiff.api.validation.service import invalid_go, parse_ip, port_name_errors, port_num_errors
 
 PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]
 _INVALID_PATH_SEQUENCES = ["//", "/./", "/../", "%2f", "%2F"]

@@ -24,6 +24,12 @@ from typing import Any
 
 from skiff.api.clone import clone
 from skiff.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from skiff.api.validation.meta import is_dns1035_label as dns1035_label_errors
+from skiff.api.validation.meta import is_dns1123_label as dns1123_label_errors
+from skiff.api.validation.meta import is_dns1123_subdomain as dns1123_subdomain_errors
+from skiff.api.validation.meta import is_qualified_name as qualified_name_errors
+from skiff.api.validation.meta import max_len_error
+from skiff.api.validation.meta import validate_labels as labels_errors
 
 # ---- rendering values the way Go's %#v does ------------------------------------------------
 
@@ -96,62 +102,8 @@ def go_service_port_key(protocol: str, port: Any) -> str:
 
 # ---- value checks (apimachinery `pkg/util/validation`) -------------------------------------
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _PORT_NAME_CHARS = re.compile(r"^[-a-z0-9]+$")
 _HAS_LETTER = re.compile(r"[a-z]")
-
-
-def regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """apimachinery's RegexError, including its double space between examples."""
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    out = msg + " (e.g. "
-    for i, ex in enumerate(examples):
-        if i > 0:
-            out += " or "
-        out += f"'{ex}', "
-    return out + f"regex used for validation is '{fmt}')"
-
-
-def max_len_error(n: int) -> str:
-    return f"must be no more than {n} characters"
-
-
-def dns1123_label_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _DNS1123_LABEL.match(value):
-        errs.append(regex_error("a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
-                                "or '-', and must start and end with an alphanumeric character",
-                                "[a-z0-9]([-a-z0-9]*[a-z0-9])?", "my-name", "123-abc"))
-    return errs
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 253:
-        errs.append(max_len_error(253))
-    if not _DNS1123_SUBDOMAIN.match(value):
-        errs.append(regex_error("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                                "characters, '-' or '.', and must start and end with an alphanumeric character",
-                                r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", "example.com"))
-    return errs
-
-
-def dns1035_label_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _DNS1035_LABEL.match(value):
-        errs.append(regex_error("a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-                                "start with an alphabetic character, and end with an alphanumeric character",
-                                "[a-z]([-a-z0-9]*[a-z0-9])?", "my-name", "abc-123"))
-    return errs
 
 
 def service_name_errors(name: str) -> list[str]:
@@ -186,58 +138,6 @@ def port_num_or_name_errors(value: Any, path: str) -> list[FieldError]:
     if isinstance(value, str):
         return [invalid(path, value, m) for m in port_name_errors(value)]
     return [invalid(path, value, m) for m in port_num_errors(value)]
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """IsQualifiedName: `[prefix/]name`, the prefix a DNS subdomain."""
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            return ["prefix part must be non-empty"]
-        errs = ["prefix part " + m for m in dns1123_subdomain_errors(prefix)]
-        if errs:
-            return errs
-    else:
-        return ["a qualified name " + regex_error(
-            "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-            "alphanumeric character", "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", "MyName", "my.name",
-            "123-abc") + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    if not name:
-        return ["name part must be non-empty"]
-    errs = []
-    if len(name) > 63:
-        errs.append("name part " + max_len_error(63))
-    if not _QUALIFIED_NAME.match(name):
-        errs.append("name part " + regex_error(
-            "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-            "alphanumeric character", "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", "MyName", "my.name", "123-abc"))
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    errs = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _LABEL_VALUE.match(value):
-        errs.append(regex_error("a valid label must be an empty string or consist of alphanumeric characters, "
-                                "'-', '_' or '.', and must start and end with an alphanumeric character",
-                                "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?", "MyValue", "my_value", "12345"))
-    return errs
-
-
-def labels_errors(labels: Any, path: str) -> list[FieldError]:
-    """ValidateLabels: keys are qualified names, values label values."""
-    if not isinstance(labels, dict):
-        return []
-    errs: list[FieldError] = []
-    for k in sorted(labels):
-        errs += [invalid(path, k, m) for m in qualified_name_errors(k)]
-        v = labels[k]
-        errs += [invalid(path, v, m) for m in label_value_errors(v if isinstance(v, str) else str(v))]
-    return errs
 
 
 def parse_ip(value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -14,16 +14,16 @@ import re
 from typing import Any
 
 from skiff.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from skiff.api.validation.meta import is_dns1123_label as dns1123_label_errors
+from skiff.api.validation.meta import regex_error
+from skiff.api.validation.meta import validate_labels as labels_errors
 from skiff.api.validation.service import (
-    dns1123_label_errors,
     go_label_selector,
     go_string_map,
     invalid_go,
-    labels_errors,
     port_name_errors,
     port_num_errors,
     port_num_or_name_errors,
-    regex_error,
 )
 
 PROTOCOLS = ["SCTP", "TCP", "UDP"]
