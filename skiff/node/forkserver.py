@@ -1,0 +1,555 @@
+"""A fork server ("zygote") that starts built-in image containers in a few milliseconds.
+
+Starting `python -m skiff.images <program>` costs a fresh interpreter and its imports (~60-80 ms of
+CPU). The node agent instead starts one fork server at boot, which imports the built-in images'
+code once and then forks a child per container. The child joins the pod's namespaces with
+setns(2), becomes the leader of its own session, takes the pipes the agent gave it as
+stdout/stderr, and runs the image's main; it never execs.
+
+Design (chosen for being the simplest that keeps exit statuses exact):
+
+- The fork server is the parent of every container it forks, so it is the one that reaps them:
+  a SIGCHLD wakes its single-threaded select loop, which reaps with waitpid(-1, WNOHANG) and
+  reports ``(pid, wait status)`` to the agent. The agent resolves each container's wait() from
+  those reports. (Making the agent the parent would need clone(CLONE_PARENT) without libc's fork
+  bookkeeping: fragile in a Python process.)
+- Control channel: an AF_UNIX SOCK_SEQPACKET socketpair (one JSON object per message, so no
+  framing). A spawn request carries the write ends of the container's stdout/stderr pipes as
+  SCM_RIGHTS; the agent keeps the read ends and pumps them into the CRI log as for any container.
+- The server opens the namespace files before forking, and the child reports setup errors
+  (setns, chdir) over a pipe before the server answers, so a broken sandbox is a start error and
+  a pid the agent receives already leads its own process group (stop = killpg works at once).
+- Lifetimes: the server has PR_SET_PDEATHSIG=SIGKILL towards the agent and exits when the control
+  socket closes; each child has PR_SET_PDEATHSIG=SIGKILL towards the server. If the server dies,
+  its containers die with it, the agent reports them as killed (exit 137, what they got), and the
+  kubelet restarts them through nsenter (start_container falls back while there is no server).
+- setns into a mount namespace needs a single-threaded process: the server never starts threads
+  or an event loop (it checks this at start), and neither does the child before its setns.
+- /proc/<pid>/cmdline of a forked child would be the server's; the child points the kernel at a
+  new argument block with prctl(PR_SET_MM_MAP) (no capability needed for that), so ps, pgrep and
+  `ip netns pids` lookups see ``python -m skiff.images <program> ...`` exactly as with nsenter.
+
+Agent side:
+
+    server = await ForkServer.start()
+    child = await server.spawn(argv, env, cwd, {"net": ..., "uts": ..., "mnt": ...}, out_w, err_w)
+    returncode = await child.wait()          # like Popen.returncode: -N for signal N
+    await server.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import io
+import itertools
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import NoReturn
+
+# Built-ins are `[sys.executable, "-m", "skiff.images", <program>, ...]` (skiff.images.registry).
+BUILTIN_MODULE = "skiff.images"
+# What the children of a server need, imported once in the server (the program modules and what
+# they import lazily on their hot paths).
+PRELOAD = (
+    "asyncio", "json", "socket", "signal", "ssl", "urllib.parse", "skiff.images.__main__",
+    "skiff.images.hello_app", "skiff.images.http_echo", "skiff.images.whoami", "skiff.images.nginx",
+    "skiff.images.agnhost", "skiff.images.pause", "skiff.images.server", "skiff.images.golike",
+    "skiff.images.netinfo",
+)
+MAX_MESSAGE = 1 << 20
+SPAWN_TIMEOUT = 10.0
+_NS_FLAGS = {"uts": 0x04000000, "net": 0x40000000, "mnt": 0x00020000}  # CLONE_NEWUTS/NET/NS
+_NS_ORDER = ("uts", "net", "mnt")  # mount last: it resets the root and working directory
+_PR_SET_PDEATHSIG = 1
+_PR_SET_MM, _PR_SET_MM_MAP = 35, 14
+
+_SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ForkServerError(RuntimeError):
+    """The fork server cannot start this container (dead, unresponsive, request too large)."""
+
+
+class SpawnFailed(RuntimeError):
+    """The fork server forked, but the child could not join the sandbox or enter its directory."""
+
+
+def is_builtin_argv(argv: Sequence[str]) -> bool:
+    """Whether `argv` runs a built-in image program that a fork server of this interpreter can run."""
+    return len(argv) >= 4 and list(argv[:3]) == [sys.executable, "-m", BUILTIN_MODULE]
+
+
+# ---- libc ---------------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sbrk.argtypes = [ctypes.c_long]
+_libc.sbrk.restype = ctypes.c_void_p
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _set_pdeathsig(sig: int) -> None:
+    _check(_libc.prctl(_PR_SET_PDEATHSIG, sig, None, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def setns(fd: int, kind: str) -> None:
+    _check(_libc.setns(fd, _NS_FLAGS[kind]), f"setns {kind}")
+
+
+class _MMMap(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
+        "arg_start", "arg_end", "env_start", "env_end", "auxv")] + [
+        ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+_title_buffer: ctypes.Array | None = None  # must live as long as the process: the kernel reads it
+
+
+def set_cmdline(argv: Sequence[str]) -> None:
+    """Make /proc/self/cmdline read `argv`: the kernel is given a new argument block to show."""
+    global _title_buffer
+    data = b"\0".join(os.fsencode(a) for a in argv) + b"\0"
+    buf = ctypes.create_string_buffer(data, len(data))
+    with open("/proc/self/stat", "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+
+    def field(n: int) -> int:  # proc(5) numbering; fields[0] is field 3
+        return int(fields[n - 3])
+
+    mm = _MMMap(start_code=field(26), end_code=field(27), start_stack=field(28), start_data=field(45),
+                end_data=field(46), start_brk=field(47), env_start=field(50), env_end=field(51),
+                arg_start=ctypes.addressof(buf), arg_end=ctypes.addressof(buf) + len(data),
+                auxv=0, auxv_size=0, exe_fd=0xFFFFFFFF)
+    mm.brk = _libc.sbrk(0)  # last, so that no allocation moves the break after it is read
+    _check(_libc.prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.byref(mm), ctypes.sizeof(mm), 0), "prctl(PR_SET_MM_MAP)")
+    _title_buffer = buf
+
+
+# ---- the server process -------------------------------------------------------------------------
+
+
+def _send(sock: socket.socket, msg: dict) -> None:
+    sock.send(json.dumps(msg).encode())
+
+
+def _stdio(fd: int, encoding: str, errors: str, line_buffering: bool, unbuffered: bool) -> io.TextIOWrapper:
+    raw = io.FileIO(fd, "w", closefd=False)
+    buffer = raw if unbuffered else io.BufferedWriter(raw)
+    return io.TextIOWrapper(buffer, encoding=encoding, errors=errors, line_buffering=line_buffering,
+                            write_through=unbuffered)
+
+
+def _exit_status(exc: SystemExit) -> int:
+    # What the interpreter does with SystemExit's argument at exit.
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _run_program(argv: list[str]) -> int:
+    main_module = sys.modules["skiff.images.__main__"]
+    sys.argv = [main_module.__file__ or "-m", *argv[3:]]
+    sys.orig_argv = list(argv)
+    try:
+        main_module.main(sys.argv[1:])
+        code = 0
+    except SystemExit as exc:
+        code = _exit_status(exc)
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = -signal.SIGINT
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # The interpreter's own shutdown: non-daemon threads, then atexit handlers.
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+        import atexit
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if code < 0:  # an uncaught KeyboardInterrupt ends the process by SIGINT, as Python does
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
+def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: int, server_pid: int) -> NoReturn:
+    """In the forked child: join the sandbox, then run the program. Never returns."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != server_pid:  # the server died before the line above
+            os._exit(128 + signal.SIGKILL)
+        os.setsid()
+        for kind in _NS_ORDER:
+            if kind in ns_fds:
+                setns(ns_fds[kind], kind)
+        if req.get("cwd"):
+            os.chdir(req["cwd"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        try:
+            set_cmdline(req["argv"])
+        except OSError as exc:
+            print(f"skiff forkserver: cannot set the command line ({exc})", file=sys.__stderr__, flush=True)
+        os.closerange(3, 1 << 20)  # also closes sync_w: the server reads EOF, meaning "started"
+    except BaseException as exc:
+        try:
+            os.write(sync_w, f"{exc}".encode() or b"child setup failed")
+        finally:
+            os._exit(127)
+    code = 1
+    try:
+        env = req["env"]
+        os.environ.clear()
+        os.environ.update(env)
+        time.tzset()
+        unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+        encoding = sys.__stdout__.encoding if sys.__stdout__ else "utf-8"
+        errors = sys.__stdout__.errors if sys.__stdout__ else "strict"
+        sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
+                                                    encoding=encoding)
+        sys.stdout = sys.__stdout__ = _stdio(1, encoding, errors, False, unbuffered)
+        sys.stderr = sys.__stderr__ = _stdio(2, encoding, "backslashreplace", True, unbuffered)
+        sys.path[0] = os.getcwd()  # as `python -m` sets it
+        code = _run_program(req["argv"])
+    finally:
+        os._exit(code)
+
+
+def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> None:
+    ns_fds: dict[str, int] = {}
+    try:
+        if len(fds) != 2:
+            raise ValueError(f"expected 2 file descriptors (stdout, stderr), got {len(fds)}")
+        if not is_builtin_argv(req.get("argv") or []):
+            raise ValueError(f"not a built-in program: {req.get('argv')!r}")
+        for kind, path in (req.get("ns") or {}).items():
+            if kind not in _NS_FLAGS:
+                raise ValueError(f"unknown namespace kind {kind!r}")
+            ns_fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:
+        for fd in [*fds, *ns_fds.values()]:
+            os.close(fd)
+        _send(sock, {"op": "failed", "id": req.get("id"), "error": str(exc)})
+        return
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # nothing of ours may be written twice
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(sync_r)
+            _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid)
+        finally:
+            os._exit(127)
+    for fd in [*fds, *ns_fds.values(), sync_w]:
+        os.close(fd)
+    error = b""
+    while chunk := os.read(sync_r, 4096):
+        error += chunk
+    os.close(sync_r)
+    if error:
+        os.waitpid(pid, 0)  # it exits right away; nobody but us needs to know
+        _send(sock, {"op": "failed", "id": req["id"], "error": error.decode(errors="replace")})
+    else:
+        _send(sock, {"op": "started", "id": req["id"], "pid": pid})
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, {"op": "exited", "pid": pid, "status": status})
+
+
+def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD) -> int:
+    """The fork server's loop, until the agent closes the control socket; returns the exit status."""
+    _set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        return 1
+    import importlib
+
+    for name in preload:
+        importlib.import_module(name)
+    if threading.active_count() != 1:
+        # setns(CLONE_NEWNS) would fail in every child: better no server than a broken one.
+        print("skiff forkserver: preloading started threads; not serving", file=sys.stderr, flush=True)
+        return 1
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that the wakeup fd is written
+    signal.set_wakeup_fd(wake_w)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sel.register(wake_r, selectors.EVENT_READ)
+    me = os.getpid()
+    _send(sock, {"op": "ready", "pid": me})
+    while True:
+        for key, _ in sel.select(timeout=5.0):
+            if key.fileobj == wake_r:
+                try:
+                    while os.read(wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            data, fds, flags, _ = socket.recv_fds(sock, MAX_MESSAGE, 4)
+            if not data and not fds:
+                return 0  # the agent closed the socket (or died)
+            try:
+                if flags & socket.MSG_TRUNC:
+                    raise ValueError("request too large")
+                req = json.loads(data)
+            except ValueError as exc:
+                for fd in fds:
+                    os.close(fd)
+                _send(sock, {"op": "failed", "id": None, "error": str(exc)})
+                continue
+            _spawn(sock, req, fds, me)
+        _reap(sock)
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m skiff.node.forkserver")
+    ap.add_argument("--fd", type=int, required=True, help="the control socket (SOCK_SEQPACKET)")
+    ap.add_argument("--parent-pid", type=int, required=True)
+    args = ap.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(True)
+    raise SystemExit(serve(sock, args.parent_pid))
+
+
+# ---- the agent's side -----------------------------------------------------------------------------
+
+
+class ForkedChild:
+    """A process the fork server started; its exit status comes from the server's reports."""
+
+    def __init__(self, pid: int, exited: asyncio.Future[int]):
+        self.pid = pid
+        self._exited = exited
+
+    async def wait(self) -> int:
+        """The return code, as Popen.returncode: the exit status, or -N for death by signal N."""
+        return await asyncio.shield(self._exited)
+
+
+class ForkServer:
+    """The agent's handle on its fork server process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, sock: socket.socket):
+        self.proc = proc
+        self.pid = proc.pid
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._ids = itertools.count(1)
+        self._ready: asyncio.Future[None] = self._loop.create_future()
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._lost = asyncio.Event()
+        self.alive = True
+        self.lost_reason = ""
+        self._loop.add_reader(sock.fileno(), self._on_readable)
+
+    @classmethod
+    async def start(cls, timeout: float = 20.0) -> ForkServer:
+        """Start a fork server (in the caller's namespaces) and wait until it has preloaded."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for s in (ours, theirs):
+            try:  # room for large environments; plain SO_SNDBUF is capped by wmem_max
+                s.setsockopt(socket.SOL_SOCKET, 32, MAX_MESSAGE * 2)  # SO_SNDBUFFORCE
+            except OSError:
+                pass
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SOURCE_ROOT, env.get("PYTHONPATH")) if p)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "skiff.node.forkserver", "--fd", str(theirs.fileno()),
+                "--parent-pid", str(os.getpid()), pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL,
+                env=env, cwd="/")
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        server = cls(proc, ours)
+        try:
+            await asyncio.wait_for(asyncio.shield(server._ready), timeout)
+        except BaseException as exc:
+            await server.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise ForkServerError(f"the fork server did not start: {server.lost_reason or exc!r}") from exc
+        return server
+
+    # incoming reports
+    def _on_readable(self) -> None:
+        while self.alive:
+            try:
+                data = self._sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._mark_lost(f"control socket: {exc}")
+                return
+            if not data:
+                self._mark_lost(f"the fork server (pid {self.pid}) exited")
+                return
+            self._dispatch(json.loads(data))
+
+    def _dispatch(self, msg: dict) -> None:
+        op = msg.get("op")
+        if op == "ready":
+            if not self._ready.done():
+                self._ready.set_result(None)
+        elif op == "started":
+            pid = msg["pid"]
+            self._exits[pid] = self._loop.create_future()
+            fut = self._pending.pop(msg["id"], None)
+            if fut is None or fut.done():
+                # The caller gave up (timeout, cancellation): the container must not live on unseen.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            else:
+                fut.set_result(pid)
+        elif op == "failed":
+            fut = self._pending.pop(msg.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_exception(SpawnFailed(msg.get("error") or "unknown error"))
+        elif op == "exited":
+            fut = self._exits.pop(msg["pid"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(os.waitstatus_to_exitcode(msg["status"]))
+
+    def _mark_lost(self, reason: str) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.lost_reason = reason
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        err = ForkServerError(reason)
+        if not self._ready.done():
+            self._ready.set_exception(err)
+            self._ready.exception()  # retrieved: start() reports it
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        # Its children had PR_SET_PDEATHSIG=SIGKILL: that is how they ended (or are ending now).
+        for fut in self._exits.values():
+            if not fut.done():
+                fut.set_result(-signal.SIGKILL)
+        self._exits.clear()
+        self._lost.set()
+
+    async def wait_lost(self) -> str:
+        """Wait until the server is gone (died or closed); returns why."""
+        await self._lost.wait()
+        return self.lost_reason
+
+    # requests
+    async def _send(self, data: bytes, fds: list[int]) -> None:
+        while True:
+            if not self.alive:
+                raise ForkServerError(self.lost_reason)
+            try:
+                socket.send_fds(self._sock, [data], fds)
+                return
+            except (BlockingIOError, InterruptedError):
+                writable = self._loop.create_future()
+                self._loop.add_writer(self._sock.fileno(), lambda: writable.done() or writable.set_result(None))
+                try:
+                    await writable
+                finally:
+                    if self.alive:
+                        self._loop.remove_writer(self._sock.fileno())
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    raise ForkServerError(f"request of {len(data)} bytes is too large for the fork server") from exc
+                self._mark_lost(f"control socket: {exc}")
+                raise ForkServerError(self.lost_reason) from exc
+
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
+                    namespaces: Mapping[str, str], stdout_fd: int, stderr_fd: int) -> ForkedChild:
+        """Fork a child that joins `namespaces` (kind "net"/"uts"/"mnt" -> path), enters `cwd`,
+        leads a new session, writes to the given fds, and runs the built-in program `argv`.
+
+        Raises SpawnFailed when the child cannot join the sandbox, ForkServerError when the
+        server cannot be asked (the caller should then start the container some other way)."""
+        if not is_builtin_argv(argv):
+            raise ForkServerError(f"not a built-in program: {list(argv)!r}")
+        rid = next(self._ids)
+        data = json.dumps({"op": "spawn", "id": rid, "argv": list(argv), "env": dict(env), "cwd": cwd,
+                           "ns": dict(namespaces)}).encode()
+        if len(data) > MAX_MESSAGE:
+            raise ForkServerError(f"request of {len(data)} bytes is too large for the fork server")
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._pending[rid] = fut
+        try:
+            await self._send(data, [stdout_fd, stderr_fd])
+            pid = await asyncio.wait_for(asyncio.shield(fut), SPAWN_TIMEOUT)
+        except TimeoutError as exc:
+            # A server that does not answer is broken: end it (its children go with it).
+            self.kill()
+            raise ForkServerError(f"the fork server did not answer within {SPAWN_TIMEOUT:g} s") from exc
+        finally:
+            if not fut.done():
+                fut.cancel()
+            self._pending.pop(rid, None)
+        return ForkedChild(pid, self._exits[pid])
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self._mark_lost(f"the fork server (pid {self.pid}) was killed")
+
+    async def close(self, timeout: float = 2.0) -> None:
+        """Stop the server: closing the socket ends it; its remaining children die with it."""
+        self._mark_lost(f"the fork server (pid {self.pid}) was closed")
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
