@@ -1,6 +1,6 @@
 """Cluster DNS measured from inside a pod of a real cluster, with a pod-network baseline in the same run.
 
-Run as root: .venv/bin/python bench/dns_cluster.py [--services 200] [--seconds 4] [--rounds 3] [--concurrency 32]
+Run as root: .venv/bin/python bench/dns_cluster.py [--services 200] [--seconds 3] [--rounds 5] [--concurrency 32]
 
 Starts a 2-node cluster (`tests.support.Cluster`), creates `--services` ClusterIP Services with a
 named port in a namespace of their own, waits for the `coredns` Deployment to be Available, then
@@ -197,8 +197,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--services", type=int, default=200)
     ap.add_argument("--queries", type=int, default=20000, help="per target and round")
-    ap.add_argument("--seconds", type=float, default=4.0, help="per target and round")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per target and round")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--child", help="(internal) name=host:port:is_dns,... to load from this netns")
     ap.add_argument("--servers", default="", help="(internal) every coredns pod IP, comma-separated")

@@ -121,6 +121,31 @@ def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
         cfg.api_port = cfg.api_port or _free_port()
         cfg.token = secrets.token_urlsafe(32)
     progress(f'Creating cluster "{cfg.name}" ...')
+    fresh = not (state / "cluster.json").exists()
+    try:
+        return _bring_up(cfg, progress)
+    except BaseException as e:
+        # Leave nothing half-made behind: processes, namespaces, links, routes (and the state of a
+        # cluster that never came up).
+        _stop_processes(cfg, grace=1.0)
+        from skiff.net.cleanup import destroy_cluster_network_sync
+
+        try:
+            destroy_cluster_network_sync(cfg.name)
+        except Exception:  # the original error is the one worth reporting
+            pass
+        if fresh:
+            shutil.rmtree(state, ignore_errors=True)
+        from skiff.net.nodes import NetworkConflict
+
+        if isinstance(e, NetworkConflict):
+            raise ClusterError(f"{e} Use --node-cidr, --pod-cidr, --service-cidr and --lb-pool to choose other "
+                               f"ranges, or stop the cluster that uses them (skiff list).") from None
+        raise
+
+
+def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
+    state = cfg.state_dir
     t0 = time.monotonic()
     cfg.save()
     (state / "logs").mkdir(exist_ok=True)

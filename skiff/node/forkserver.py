@@ -360,6 +360,11 @@ def main(argv: list[str]) -> None:
 # ---- the agent's side -----------------------------------------------------------------------------
 
 
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class ForkedChild:
     """A process the fork server started; its exit status comes from the server's reports."""
 
@@ -494,7 +499,7 @@ class ForkServer:
                 return
             except (BlockingIOError, InterruptedError):
                 writable = self._loop.create_future()
-                self._loop.add_writer(self._sock.fileno(), lambda: writable.done() or writable.set_result(None))
+                self._loop.add_writer(self._sock.fileno(), _resolve, writable)
                 try:
                     await writable
                 finally:

@@ -12,22 +12,32 @@ container's pipes into that file; `read_log` and `follow_log` give what `kubectl
 
 Processes are children of the node agent; with Python 3.11's default child watcher each one costs
 a waiting thread, so an agent running many containers should install asyncio's PidfdChildWatcher.
+
+Built-in images (``python -m skiff.images ...``) start in a few ms instead when the agent has a
+fork server (skiff.node.forkserver, set with `use_fork_server`): the server forks a child that joins
+the same namespaces with setns(2). The container then is the server's child, not the agent's; its
+exit status comes from the server's reports, and everything else (pid = process group, stop,
+signals, exit codes, logs) is the same. Without a live server, built-ins go through nsenter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import calendar
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from skiff.node import forkserver
 from skiff.node.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
 
 MAX_LOG_LINE = 16 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -269,18 +279,22 @@ def _check_runnable(sandbox: Sandbox, argv: Sequence[str], env: Mapping[str, str
 class ContainerProcess:
     """A running (or finished) container process."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, log: LogWriter, pumps: list[asyncio.Task]):
-        self._proc = proc
+    def __init__(self, pid: int, returncode: Awaitable[int], log: LogWriter, pumps: list[asyncio.Task],
+                 forked: bool = False):
+        # `returncode` resolves like Popen.returncode (-N for signal N) once the process is reaped,
+        # by asyncio for our own children or by the fork server's report for forked ones.
+        self._returncode = returncode
         self._log = log
         self._pumps = pumps
-        self.pid: int = proc.pid
+        self.pid: int = pid
+        self.forked = forked
         self.started_at: float = time.time()
         self.finished_at: float | None = None
         self.exit_code: int | None = None
         self._done = asyncio.ensure_future(self._reap())
 
     async def _reap(self) -> int:
-        rc = await self._proc.wait()
+        rc = await self._returncode
         # The container is over: like a runtime tearing down the container, end whatever the main
         # process left running in its group, which also closes the log pipes they hold.
         self._killpg(signal.SIGKILL)
@@ -335,7 +349,17 @@ async def start_container(
     """
     full_env = container_env(sandbox, env)
     _check_runnable(sandbox, argv, full_env, working_dir)
-    log = LogWriter(log_path)
+    server = _fork_server
+    if server is not None and forkserver.is_builtin_argv(argv):
+        if server.alive:
+            try:
+                return await _start_forked(server, sandbox, argv, full_env, working_dir, log_path)
+            except forkserver.ForkServerError as exc:
+                log.warning("fork server: %s; starting %s in %s with nsenter", exc, argv[3], sandbox.netns)
+        else:
+            log.warning("fork server gone (%s); starting %s in %s with nsenter", server.lost_reason, argv[3],
+                        sandbox.netns)
+    writer = LogWriter(log_path)
     try:
         proc = await asyncio.create_subprocess_exec(
             *nsenter_argv(sandbox, argv, working_dir),
@@ -347,14 +371,61 @@ async def start_container(
             limit=MAX_LOG_LINE,
         )
     except OSError as exc:
-        log.close()
+        writer.close()
         raise ContainerStartError(str(exc)) from exc
     assert proc.stdout is not None and proc.stderr is not None
     pumps = [
-        asyncio.ensure_future(_pump(proc.stdout, "stdout", log)),
-        asyncio.ensure_future(_pump(proc.stderr, "stderr", log)),
+        asyncio.ensure_future(_pump(proc.stdout, "stdout", writer)),
+        asyncio.ensure_future(_pump(proc.stderr, "stderr", writer)),
     ]
-    return ContainerProcess(proc, log, pumps)
+    return ContainerProcess(proc.pid, proc.wait(), writer, pumps)
+
+
+# ---- built-ins through the fork server ---------------------------------------------------------------
+
+_fork_server: forkserver.ForkServer | None = None
+
+
+def use_fork_server(server: forkserver.ForkServer | None) -> None:
+    """Start built-in images through `server` from now on (None: always with nsenter)."""
+    global _fork_server
+    _fork_server = server
+
+
+async def _pipe_reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LOG_LINE, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), open(fd, "rb", 0))
+    return reader
+
+
+async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: Sequence[str],
+                        env: Mapping[str, str], working_dir: str | None, log_path: str) -> ContainerProcess:
+    namespaces = {"net": sandbox.netns_path, "uts": sandbox.ns_path("uts"), "mnt": sandbox.ns_path("mnt")}
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    readers: list[int] = [out_r, err_r]
+    try:
+        try:
+            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w)
+        finally:
+            # The server holds its own copies now (or the request failed): ours would keep the
+            # pipes from ever reaching EOF.
+            os.close(out_w)
+            os.close(err_w)
+        writer = LogWriter(log_path)
+        stdout = await _pipe_reader(readers.pop(0))
+        stderr = await _pipe_reader(readers.pop(0))
+    except forkserver.SpawnFailed as exc:
+        raise ContainerStartError(str(exc)) from exc
+    finally:
+        for fd in readers:
+            os.close(fd)
+    pumps = [
+        asyncio.ensure_future(_pump(stdout, "stdout", writer)),
+        asyncio.ensure_future(_pump(stderr, "stderr", writer)),
+    ]
+    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True)
 
 
 @dataclass

@@ -230,3 +230,16 @@ def test_down_leaves_nothing():
     assert link_prefix(name) not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     procs = subprocess.run(["pgrep", "-af", name], capture_output=True, text=True).stdout
     assert name not in procs.replace("pgrep", ""), procs
+
+
+def test_clashing_ranges_are_refused_and_leave_nothing(cluster):
+    other = "clash" + cluster.name[-4:]
+    args = ["up", "--name", other]
+    for k, v in cluster.settings.items():
+        args += [f"--{k}", v]
+    proc = cluster.skiff(*args, check=False)
+    assert proc.returncode == 1
+    assert "overlaps the existing route" in proc.stderr and "--pod-cidr" in proc.stderr
+    assert not (cluster.home / other).exists()
+    assert other not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "Traceback" not in proc.stderr
