@@ -243,3 +243,28 @@ def test_clashing_ranges_are_refused_and_leave_nothing(cluster):
     assert not (cluster.home / other).exists()
     assert other not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_restart_after_crash_keeps_state_and_down_cleans_up():
+    c = Cluster(nodes=2).up()
+    try:
+        k = c.kubectl
+        k("create", "configmap", "survivor", "--from-literal=a=b")
+        k("apply", "-f", str(SEED / "nodeport.yaml"))
+        wait_for(lambda: len([p for p in json.loads(k("get", "pods", "-o", "json"))["items"] if is_ready(p)]) == 3)
+        state = c.home / c.name
+        for pidfile in state.glob("*.pid"):
+            try:
+                os.killpg(int(pidfile.read_text()), signal.SIGKILL)  # a crash: nothing gets to clean up
+            except ProcessLookupError:
+                pass
+        out = c.skiff("up", "--name", c.name).stdout
+        assert "not running: cleaning up and restarting" in out and "nodes Ready" in out
+        assert "survivor" in k("get", "configmap", "survivor", "-o", "name")
+        wait_for(lambda: len([p for p in json.loads(k("get", "pods", "-o", "json"))["items"] if is_ready(p)]) == 3, 15)
+        assert "Hello, world!" in wait_for(lambda: (lambda r: r.stdout if r.returncode == 0 else None)(
+            curl(f"http://{c.cfg.node_ip(1)}:30008/")), 10)
+    finally:
+        name = c.name
+        c.down()
+    assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
