@@ -89,6 +89,8 @@ async def until_accepting(ip: str, port: int, timeout: float = 5.0) -> None:
 async def until_waiting_for_sigterm(pid: int) -> None:
     """pause blocks SIGTERM and waits for it; a SIGTERM before that would simply kill it (143)."""
     for _ in range(500):
+        if "sigtimedwait" in open(f"/proc/{pid}/wchan").read():
+            return
         status = open(f"/proc/{pid}/status").read()
         blocked = int(next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16)
         if blocked & (1 << (signal.SIGTERM - 1)):

@@ -1,0 +1,105 @@
+"""The pure decisions inside the control loops: scheduling filters and spreading, rolling-update
+arithmetic, which pods a ReplicaSet removes first, and how EndpointSlices resolve ports."""
+
+from __future__ import annotations
+
+from skiff.controllers import deployment, endpointslice, loadbalancer, replicaset
+from skiff.scheduler import scheduler
+
+
+def node(name: str, ready: bool = True, labels: dict | None = None, taints: list | None = None,
+         unschedulable: bool = False) -> dict:
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "spec": {"taints": taints or [], "unschedulable": unschedulable},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def pod(name: str, node_name: str | None = None, owner: str | None = None, **spec) -> dict:
+    md: dict = {"name": name, "namespace": "default", "uid": f"uid-{name}", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    if owner:
+        md["ownerReferences"] = [{"kind": "ReplicaSet", "name": owner, "uid": f"rs-{owner}", "controller": True}]
+    s = dict(spec)
+    if node_name:
+        s["nodeName"] = node_name
+    return {"metadata": md, "spec": s, "status": {"phase": "Running"}}
+
+
+def test_scheduler_filters_readiness_selector_taints():
+    nodes = [node("a", ready=False), node("b", labels={"disk": "ssd"}),
+             node("c", taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+             node("d", unschedulable=True), node("e")]
+    ok, reasons = scheduler.filter_nodes(pod("p"), nodes)
+    assert [n["metadata"]["name"] for n in ok] == ["b", "e"]
+    assert reasons["node(s) were not ready"] == 1 and reasons["node(s) were unschedulable"] == 1
+    assert any("untolerated taint" in r for r in reasons)
+    ok, _ = scheduler.filter_nodes(pod("p", nodeSelector={"disk": "ssd"}), nodes)
+    assert [n["metadata"]["name"] for n in ok] == ["b"]
+    tolerant = pod("p", tolerations=[{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                                      "effect": "NoSchedule"}])
+    ok, _ = scheduler.filter_nodes(tolerant, nodes)
+    assert "c" in [n["metadata"]["name"] for n in ok]
+
+
+def test_scheduler_spreads_a_replicaset():
+    nodes = [node("a"), node("b"), node("c")]
+    existing = [pod("x1", "a", owner="web"), pod("x2", "b", owner="web"), pod("other", "c", owner="db"),
+                pod("other2", "c", owner="db")]
+    # c has the most pods overall but none of this ReplicaSet's: spreading by owner comes first.
+    assert scheduler.score(pod("new", owner="web"), nodes, existing)["metadata"]["name"] == "c"
+
+
+def test_rolling_update_fenceposts():
+    d = {"spec": {"replicas": 10, "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}}
+    assert deployment.resolve_fenceposts(d) == (3, 2)  # surge rounds up, unavailable rounds down
+    d = {"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}}
+    assert deployment.resolve_fenceposts(d) == (0, 1)  # never both zero
+    d = {"spec": {"replicas": 4}}
+    assert deployment.resolve_fenceposts(d) == (1, 1)
+
+
+def test_template_hash_is_stable_and_ignores_its_own_label():
+    t = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}
+    h = deployment.template_hash(t)
+    assert h == deployment.template_hash({**t}) and set(h) <= set("bcdfghjklmnpqrstvwxz2456789")
+    assert deployment.template_hash(t, 1) != h
+    labelled = {"metadata": {"labels": {"app": "web", "pod-template-hash": h}}, "spec": t["spec"]}
+    assert deployment.templates_equal(labelled, t)
+
+
+def test_replicaset_deletes_unscheduled_then_not_ready_first():
+    running_ready = pod("r", "a")
+    running_ready["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    running_not_ready = pod("n", "a")
+    pending = pod("p", "a")
+    pending["status"]["phase"] = "Pending"
+    unscheduled = pod("u")
+    order = [p["metadata"]["name"] for p in replicaset.pods_to_delete(
+        [running_ready, running_not_ready, pending, unscheduled], 4)]
+    assert order == ["u", "p", "n", "r"]
+
+
+def test_endpointslice_resolves_named_ports_per_pod():
+    svc = {"metadata": {"name": "web", "namespace": "default"},
+           "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    a = pod("a", "n1", containers=[{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}])
+    b = pod("b", "n2", containers=[{"name": "c", "ports": [{"name": "http", "containerPort": 9090}]}])
+    for p, ip in ((a, "10.0.0.1"), (b, "10.0.0.2")):
+        p["metadata"]["labels"] = {"app": "web"}
+        p["status"].update({"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]})
+    b["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:01Z"
+    groups = endpointslice.desired_groups(svc, [a, b])
+    ports = sorted(ports[0]["port"] for ports, _ in groups.values())
+    assert ports == [8080, 9090]  # different resolved ports: different slices
+    eps = {ep["targetRef"]["name"]: ep for _, e in groups.values() for ep in e}
+    assert eps["a"]["conditions"] == {"ready": True, "serving": True, "terminating": False}
+    assert eps["b"]["conditions"] == {"ready": False, "serving": True, "terminating": True}
+    assert eps["a"]["nodeName"] == "n1"
+    assert not endpointslice.selects({"spec": {}}, a)  # a Service without a selector selects nothing
+
+
+def test_load_balancer_pool_parsing():
+    assert loadbalancer.parse_pool("172.18.255.200-172.18.255.202") == ["172.18.255.200", "172.18.255.201",
+                                                                         "172.18.255.202"]
+    assert loadbalancer.parse_pool("10.1.0.0/30") == ["10.1.0.1", "10.1.0.2"]
+    assert loadbalancer.wants_lb({"spec": {"type": "LoadBalancer"}})
+    assert not loadbalancer.wants_lb({"spec": {"type": "LoadBalancer", "loadBalancerClass": "other.io/lb"}})
