@@ -4,15 +4,16 @@ Run as root: .venv/bin/python bench/dns_cluster.py [--services 200] [--seconds 3
 
 Starts a 2-node cluster (`tests.support.Cluster`), creates `--services` ClusterIP Services with a
 named port in a namespace of their own, waits for the `coredns` Deployment to be Available, then
-runs two pods: a `busybox sleep` client on the control-plane node and a `python` pod on the worker
-whose command is a small asyncio UDP echo responder. The load generator of bench/dns_qps.py
+runs two pods: a `busybox sleep` client on the control-plane node and a `python` pod whose command
+is a small asyncio UDP echo responder, on the node of the coredns pod used as the direct target
+(one on the other node than the client if the scheduler put one there). The load generator of bench/dns_qps.py
 (`concurrency` workers, one query in flight each, 80% A / 20% SRV questions for existing names,
 every reply parsed, stop at `--queries` answers or `--seconds`) runs in the client pod's network
 namespace (`ip netns exec`) against three targets, in interleaved rounds:
 
 - the cluster DNS Service IP (10.96.0.10:53), through the nftables DNAT as a pod's resolver uses it;
 - the UDP echo pod by pod IP: the baseline, what the pod network alone costs for this load;
-- one coredns pod by pod IP (the one on the echo pod's node): DNS without the Service hop.
+- one coredns pod by pod IP (on the echo pod's node): DNS without the Service hop.
 
 Prints q/s, p50, p99 (median round) per target and the ratios. Everything is removed at the end.
 """
@@ -204,6 +205,8 @@ def main() -> None:
     ap.add_argument("--child", help="(internal) name=host:port:is_dns,... to load from this netns")
     ap.add_argument("--servers", default="", help="(internal) every coredns pod IP, comma-separated")
     args = ap.parse_args()
+    if args.services < 1 or args.rounds < 1:
+        ap.error("--services and --rounds must be at least 1")
     if args.child:
         targets = {}
         for item in args.child.split(","):

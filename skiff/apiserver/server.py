@@ -127,8 +127,10 @@ class APIServer:
     async def _openapi_v2(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
         if "protobuf" in accept and "json" not in accept:
-            # Only the JSON form is served; kubectl uses OpenAPI v3 and never needs this one.
-            raise errors.APIError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+            # kubectl falls back to the v2 document (protobuf only) for kinds the v3 documents do not
+            # describe, such as `kind: List`. An empty protobuf body is a valid empty document: kubectl
+            # then skips client-side checks and the server validates each item with fieldValidation.
+            return web.Response(body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
         return web.Response(body=openapi.v2_document(), content_type="application/json")
 
     async def _openapi_v3_root(self, request: web.Request) -> web.Response:

@@ -387,7 +387,7 @@ class ForkServer:
         self._loop = asyncio.get_running_loop()
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[None] = self._loop.create_future()
-        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._pending: dict[int, asyncio.Future[ForkedChild]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._lost = asyncio.Event()
         self.alive = True
@@ -445,14 +445,16 @@ class ForkServer:
                 self._ready.set_result(None)
         elif op == "started":
             pid = msg["pid"]
-            self._exits[pid] = self._loop.create_future()
+            # Registered now: its "exited" report may be the very next message.
+            child = ForkedChild(pid, self._loop.create_future())
+            self._exits[pid] = child._exited
             fut = self._pending.pop(msg["id"], None)
             if fut is None or fut.done():
                 # The caller gave up (timeout, cancellation): the container must not live on unseen.
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             else:
-                fut.set_result(pid)
+                fut.set_result(child)
         elif op == "failed":
             fut = self._pending.pop(msg.get("id"), None)
             if fut is not None and not fut.done():
@@ -525,11 +527,11 @@ class ForkServer:
                            "ns": dict(namespaces)}).encode()
         if len(data) > MAX_MESSAGE:
             raise ForkServerError(f"request of {len(data)} bytes is too large for the fork server")
-        fut: asyncio.Future[int] = self._loop.create_future()
+        fut: asyncio.Future[ForkedChild] = self._loop.create_future()
         self._pending[rid] = fut
         try:
             await self._send(data, [stdout_fd, stderr_fd])
-            pid = await asyncio.wait_for(asyncio.shield(fut), SPAWN_TIMEOUT)
+            return await asyncio.wait_for(asyncio.shield(fut), SPAWN_TIMEOUT)
         except TimeoutError as exc:
             # A server that does not answer is broken: end it (its children go with it).
             self.kill()
@@ -538,7 +540,6 @@ class ForkServer:
             if not fut.done():
                 fut.cancel()
             self._pending.pop(rid, None)
-        return ForkedChild(pid, self._exits[pid])
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -108,6 +108,7 @@ async def run(ctx) -> None:
         pod = pods.get(key)
         if pod is None or not pending(pod) or key in assumed:
             return
+        # The scoring below reads the cache and the assumptions; no await may come between the two.
         feasible, reasons = filter_nodes(pod, nodes.list())
         if not feasible:
             total = len(nodes.list())
@@ -133,13 +134,16 @@ async def run(ctx) -> None:
         ns, name = split_key(key)
         binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
+        # Assume the binding before it is written, as kube-scheduler does, so that a pod scheduled
+        # concurrently already counts this one when spreading.
+        assumed[key] = node_name
         try:
             await client.request("POST", client.path(PODS, ns, name, "binding"), body=binding)
         except ClientError as e:
+            assumed.pop(key, None)
             if e.code in (404, 409):
                 return
             raise
-        assumed[key] = node_name
         await recorder.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}")
 
     await asyncio.gather(run_workers(queue, schedule, workers=2, name="scheduler"))

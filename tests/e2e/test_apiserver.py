@@ -296,3 +296,10 @@ def test_kill_9_loses_no_acknowledged_write(cp, kubectl, ns):
     stored = set(kubectl("get", "configmaps", "-n", ns, "-o", "name").split())
     missing = [a for a in acked if f"configmap/{a}" not in stored]
     assert len(acked) >= 150 and not missing, f"{len(missing)} acknowledged writes lost: {missing[:5]}"
+
+
+def test_kind_list_manifest(kubectl, ns):
+    doc = ("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: l1}\n"
+           "- apiVersion: v1\n  kind: Service\n  metadata: {name: l2}\n  spec: {ports: [{port: 80}]}\n")
+    out = kubectl("apply", "-n", ns, "-f", "-", input=doc)
+    assert "configmap/l1 created" in out and "service/l2 created" in out
