@@ -3,7 +3,8 @@
 `skiff up` starts `python -m skiff node-agent --state-dir D --node I` inside node I's network
 namespace. The agent registers its Node, renews its Lease, runs the pods bound to it
 (skiff.node.kubelet), serves logs/exec/port-forward on <node IP>:10250 (skiff.node.streaming) and
-programs Services into the node's nftables (skiff.node.proxyloop). SIGTERM stops every pod and
+programs Services into the node's nftables (skiff.node.proxyloop). Built-in images start through
+a fork server the agent keeps running beside it (skiff.node.forkserver). SIGTERM stops every pod and
 removes its sandbox, then exits 0.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import uuid
@@ -22,10 +24,14 @@ from skiff.client.informer import Informer
 from skiff.client.rest import Client, ClientError
 from skiff.config import ClusterConfig
 from skiff.controllers.base import LEASES, NODES
-from skiff.node import nodestatus
+from skiff.node import nodestatus, runtime
+from skiff.node.forkserver import ForkServer
 from skiff.node.kubelet import Kubelet, PodResolver
 
 log = logging.getLogger("skiff.node.agent")
+
+# "off" starts built-in images with nsenter like any program (to compare start costs, or to debug).
+FORK_SERVER_ENV = "SKIFF_FORK_SERVER"
 
 # How often the full node status (conditions' heartbeat) is written, as kubelet's
 # nodeStatusReportFrequency; liveness itself is the Lease.
@@ -47,6 +53,8 @@ class NodeAgent:
         self._reassert = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.streaming = None
+        self.fork_server: ForkServer | None = None
+        self._fork_server_task: asyncio.Task | None = None
 
     # ---- Node and Lease -----------------------------------------------------------------------------
     async def register(self) -> None:
@@ -132,8 +140,14 @@ class NodeAgent:
 
     # ---- run ---------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        await self.register()
         loop = asyncio.get_running_loop()
+        # First: it preloads the images' code while the agent registers; pods started before it is
+        # ready simply go through nsenter.
+        if os.environ.get(FORK_SERVER_ENV, "").lower() == "off":
+            log.info("%s=off: built-in images start with nsenter", FORK_SERVER_ENV)
+        else:
+            self._fork_server_task = loop.create_task(self._keep_fork_server(), name="fork-server")
+        await self.register()
         self._tasks += [loop.create_task(self._lease_loop(), name="lease"),
                         loop.create_task(self._status_loop(), name="node-status")]
         self.node_informer.add_handler(self._on_node)
@@ -144,6 +158,35 @@ class NodeAgent:
         log.info("node %s ready", self.name)
         await stop.wait()
         await self.shutdown()
+
+    async def _keep_fork_server(self) -> None:
+        """Keep a fork server running (in this node's network namespace, as the agent is); while
+        there is none, built-in images start with nsenter like any other program."""
+        delay = 1.0
+        while True:
+            try:
+                server = await ForkServer.start()
+            except Exception as e:
+                log.warning("no fork server (%s): built-in images start with nsenter", e)
+            else:
+                self.fork_server = server
+                runtime.use_fork_server(server)
+                delay = 1.0
+                reason = await server.wait_lost()
+                runtime.use_fork_server(None)
+                self.fork_server = None
+                log.warning("%s: built-in images start with nsenter until a new fork server is up", reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def _stop_fork_server(self) -> None:
+        if self._fork_server_task is not None:
+            self._fork_server_task.cancel()
+            await asyncio.gather(self._fork_server_task, return_exceptions=True)
+        runtime.use_fork_server(None)
+        if self.fork_server is not None:
+            await self.fork_server.close()
+            self.fork_server = None
 
     async def _start_streaming(self) -> None:
         try:
@@ -179,6 +222,7 @@ class NodeAgent:
     async def shutdown(self) -> None:
         log.info("node %s stopping", self.name)
         await self.kubelet.shutdown()
+        await self._stop_fork_server()  # after the pods: closing it ends the containers it started
         if self.streaming is not None:
             with contextlib.suppress(Exception):
                 await self.streaming.stop()

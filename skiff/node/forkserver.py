@@ -25,9 +25,10 @@ Design (chosen for being the simplest that keeps exit statuses exact):
   kubelet restarts them through nsenter (start_container falls back while there is no server).
 - setns into a mount namespace needs a single-threaded process: the server never starts threads
   or an event loop (it checks this at start), and neither does the child before its setns.
-- /proc/<pid>/cmdline of a forked child would be the server's; the child points the kernel at a
-  new argument block with prctl(PR_SET_MM_MAP) (no capability needed for that), so ps, pgrep and
-  `ip netns pids` lookups see ``python -m skiff.images <program> ...`` exactly as with nsenter.
+- /proc/<pid>/cmdline (and environ) of a forked child would be the server's; the child points the
+  kernel at new argument and environment blocks with prctl(PR_SET_MM_MAP) (no capability needed
+  for that), so ps, pgrep and `ip netns pids` lookups see ``python -m skiff.images <program> ...``
+  exactly as with nsenter.
 
 Agent side:
 
@@ -120,14 +121,17 @@ class _MMMap(ctypes.Structure):
         ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
 
 
-_title_buffer: ctypes.Array | None = None  # must live as long as the process: the kernel reads it
+_arg_blocks: list[ctypes.Array] = []  # must live as long as the process: the kernel reads them
 
 
-def set_cmdline(argv: Sequence[str]) -> None:
-    """Make /proc/self/cmdline read `argv`: the kernel is given a new argument block to show."""
-    global _title_buffer
-    data = b"\0".join(os.fsencode(a) for a in argv) + b"\0"
-    buf = ctypes.create_string_buffer(data, len(data))
+def set_process_args(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Make /proc/self/cmdline and /proc/self/environ read `argv` and `env`, as after an exec:
+    the kernel is pointed at new argument and environment blocks."""
+    blocks = []
+    for items in ([os.fsencode(a) for a in argv], [os.fsencode(f"{k}={v}") for k, v in env.items()]):
+        data = b"\0".join(items) + b"\0"
+        blocks.append(ctypes.create_string_buffer(data, len(data)))
+    args, envs = blocks
     with open("/proc/self/stat", "rb") as f:
         stat = f.read()
     fields = stat[stat.rindex(b")") + 2:].split()
@@ -136,12 +140,13 @@ def set_cmdline(argv: Sequence[str]) -> None:
         return int(fields[n - 3])
 
     mm = _MMMap(start_code=field(26), end_code=field(27), start_stack=field(28), start_data=field(45),
-                end_data=field(46), start_brk=field(47), env_start=field(50), env_end=field(51),
-                arg_start=ctypes.addressof(buf), arg_end=ctypes.addressof(buf) + len(data),
+                end_data=field(46), start_brk=field(47),
+                arg_start=ctypes.addressof(args), arg_end=ctypes.addressof(args) + len(args.raw),
+                env_start=ctypes.addressof(envs), env_end=ctypes.addressof(envs) + len(envs.raw),
                 auxv=0, auxv_size=0, exe_fd=0xFFFFFFFF)
     mm.brk = _libc.sbrk(0)  # last, so that no allocation moves the break after it is read
     _check(_libc.prctl(_PR_SET_MM, _PR_SET_MM_MAP, ctypes.byref(mm), ctypes.sizeof(mm), 0), "prctl(PR_SET_MM_MAP)")
-    _title_buffer = buf
+    _arg_blocks[:] = blocks
 
 
 # ---- the server process -------------------------------------------------------------------------
@@ -221,7 +226,7 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         try:
-            set_cmdline(req["argv"])
+            set_process_args(req["argv"], req["env"])
         except OSError as exc:
             print(f"skiff forkserver: cannot set the command line ({exc})", file=sys.__stderr__, flush=True)
         os.closerange(3, 1 << 20)  # also closes sync_w: the server reads EOF, meaning "started"

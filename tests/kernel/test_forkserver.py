@@ -133,13 +133,13 @@ async def test_forked_container_is_in_the_sandbox_and_behaves_like_nsenter(netwo
         assert os.readlink(f"/proc/{proc.pid}/cwd") == str(tmp_path)
         cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")[:-1]
         assert [c.decode() for c in cmdline] == argv
-        environ = dict(e.split(b"=", 1) for e in open(f"/proc/{proc.pid}/environ", "rb").read().split(b"\0")
+        environ = dict(e.decode().split("=", 1) for e in open(f"/proc/{proc.pid}/environ", "rb").read().split(b"\0")
                        if b"=" in e)
+        assert environ == runtime.container_env(sandbox, env)
         body = await asyncio.to_thread(http_get, f"http://{sandbox.ip}:8080/hi")
         assert body == "Hello, world!\nVersion: 2.0.0\nHostname: web\n"
         assert await proc.stop(grace_seconds=5) == procs[how].exit_code
         assert read_log(str(tmp_path / how / "0.log")).count(b"Serving request: /hi") == 1
-        del environ
     print(f"start_container() -> accepting TCP: nsenter {timings['nsenter']:.1f} ms, "
           f"fork server {timings['forkserver']:.1f} ms")
     assert procs["forkserver"].exit_code == procs["nsenter"].exit_code
