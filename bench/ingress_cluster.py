@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster_workloads import check_root, wait_pods_ready  # noqa: E402
+from bench.ingress_rps import start_nginx, stop_nginx  # noqa: E402
 from bench.service_traffic import HELLO, interleaved  # noqa: E402
-from tests.support import Cluster, curl, free_port  # noqa: E402
+from tests.support import Cluster, curl  # noqa: E402
 
 HOST = "bench.test"
 
@@ -64,71 +63,6 @@ spec:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: hello, port: {{number: 80}}}}}}}}
 """
-
-
-def wait_port(host: str, port: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listening on {host}:{port}") from None
-            time.sleep(0.05)
-
-
-def start_nginx(upstreams: list[str], workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    servers = "\n".join(f"    server {u};" for u in upstreams)
-    conf = f"""
-worker_processes {workers};
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log {tmp}/access.log combined buffer=64k flush=1s;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  upstream backends {{
-{servers}
-    keepalive 64;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://backends;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-Proto $scheme;
-    }}
-  }}
-}}
-"""
-    (tmp / "nginx.conf").write_text(conf)
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port("127.0.0.1", port)
-    except BaseException:
-        stop_nginx(proc)
-        raise
-    return proc, port
-
-
-def stop_nginx(proc: subprocess.Popen) -> None:
-    # SIGTERM is nginx's fast shutdown: the master stops its workers before it exits.
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def ingress_address(cluster: Cluster, timeout: float = 20) -> str:

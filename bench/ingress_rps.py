@@ -35,15 +35,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 10.0, host: str = HOST) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
-            socket.create_connection((HOST, port), 0.2).close()
+            socket.create_connection((host, port), 0.2).close()
             return
         except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listening on {host}:{port}") from None
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {HOST}:{port}")
 
 
 def start_backends(n: int) -> tuple[list[subprocess.Popen], list[int]]:
@@ -60,9 +61,11 @@ def start_backends(n: int) -> tuple[list[subprocess.Popen], list[int]]:
     return procs, ports
 
 
-def start_nginx(backend_ports: list[int], workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
+def start_nginx(upstreams: list[str], workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
+    """nginx as a reverse proxy with upstream keep-alive to `upstreams` ("ip:port"), on a free
+    loopback port, in the foreground; stop it with stop_nginx()."""
     port = free_port()
-    servers = "\n".join(f"    server {HOST}:{p};" for p in backend_ports)
+    servers = "\n".join(f"    server {u};" for u in upstreams)
     conf = f"""
 worker_processes {workers};
 daemon off;
@@ -94,9 +97,23 @@ http {{
     (tmp / "nginx.conf").write_text(conf)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_port(port)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+    except BaseException:
+        stop_nginx(proc)
+        raise
     return proc, port
+
+
+def stop_nginx(proc: subprocess.Popen) -> None:
+    # SIGTERM is nginx's fast shutdown: the master stops its workers before it exits.
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -148,7 +165,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     sup = None
     try:
-        nginx, nginx_port = start_nginx(ports, args.workers, tmp)
+        nginx, nginx_port = start_nginx([f"{HOST}:{p}" for p in ports], args.workers, tmp)
         sup = loop.run_until_complete(run_skiff(ports, args.workers))
         targets = (("backend", ports[0]), ("nginx", nginx_port), ("skiff", sup.http_port))
         for _, port in targets:
@@ -179,8 +196,7 @@ def main() -> None:
             loop.run_until_complete(sup.stop())
         loop.close()
         if nginx is not None:
-            nginx.terminate()
-            nginx.wait(5)
+            stop_nginx(nginx)
         for p in procs:
             p.terminate()
             p.wait(5)
