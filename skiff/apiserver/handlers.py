@@ -64,6 +64,7 @@ class ResourceHandler:
     def __init__(self, server: APIServer):
         self.server = server
         self.registry: Registry = server.registry
+        self._encoded: dict[tuple, bytes] = {}  # recent watch event lines, shared by all watchers
 
     async def handle(self, request: web.Request, group: str, version: str, rest: str) -> web.StreamResponse:
         t = parse_target(group, version, rest)
@@ -414,6 +415,16 @@ class ResourceHandler:
                     table["columnDefinitions"] = None
                 first[0] = False
                 obj = table
+            if not as_table and etype in ("ADDED", "MODIFIED", "DELETED"):
+                # The same event goes to many watchers: serialize it once.
+                key = (etype, obj["metadata"].get("resourceVersion"), obj["metadata"].get("uid"))
+                line = self._encoded.get(key)
+                if line is None:
+                    line = json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+                    self._encoded[key] = line
+                    if len(self._encoded) > 4096:
+                        self._encoded.pop(next(iter(self._encoded)))
+                return line
             return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
         for obj in initial:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -53,6 +54,30 @@ def decode(kv: KeyValue) -> dict:
     return obj
 
 
+class _RevisionCache:
+    """Decoded objects of recent watch events, shared by every watcher that sees the same event.
+
+    Every pod write reaches a dozen watchers (controllers, each node agent, kubectl -w); decoding
+    it once instead of once per watcher is what kube-apiserver's watch cache does too. Consumers
+    must treat the objects as read-only.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._size = size
+
+    def get(self, kind: str, kv: KeyValue, revision: int) -> dict:
+        key = (kind, revision)
+        obj = self._items.get(key)
+        if obj is None:
+            obj = json.loads(kv.value)
+            obj["metadata"]["resourceVersion"] = str(revision)
+            self._items[key] = obj
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return obj
+
+
 @dataclass
 class Selection:
     labels: list[selectors.Requirement] = field(default_factory=list)
@@ -90,6 +115,7 @@ class Registry:
         self.admit: AdmitFn | None = None
         # on_deleted(info, obj) runs after an object is really removed (releases allocations).
         self.on_deleted: ReleaseFn | None = None
+        self._decoded = _RevisionCache()
 
     # ---- reads ---------------------------------------------------------------------------
     async def get(self, info: ResourceInfo, namespace: str | None, name: str) -> dict:
@@ -375,15 +401,16 @@ class Registry:
         """(type, object) events after from_rev. Objects moving in or out of the selection are
         reported as ADDED / DELETED, as kube-apiserver's watch cache does."""
         prefix = info.storage_prefix(namespace)
+        cache = self._decoded
         try:
             async for ev in self.store.watch(prefix, from_rev):
+                rev = ev.kv.mod_revision
                 if ev.type == "DELETE":
-                    obj = json.loads(ev.kv.value)
-                    obj["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
+                    obj = cache.get("obj", ev.kv, rev)
                     if sel.empty or sel.matches(obj):
                         yield "DELETED", obj
                     continue
-                obj = decode(ev.kv)
+                obj = cache.get("obj", ev.kv, rev)
                 now_in = sel.empty or sel.matches(obj)
                 if ev.prev is None or ev.created:
                     if now_in:
@@ -392,9 +419,7 @@ class Registry:
                 if sel.empty:
                     yield "MODIFIED", obj
                     continue
-                prev = json.loads(ev.prev.value)
-                prev["metadata"]["resourceVersion"] = str(ev.kv.mod_revision)
-                was_in = sel.matches(prev)
+                was_in = sel.matches(cache.get("prev", ev.prev, rev))
                 if now_in and was_in:
                     yield "MODIFIED", obj
                 elif now_in:
