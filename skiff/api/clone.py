@@ -7,7 +7,7 @@ them several times faster than `copy.deepcopy`, which matters on the API server'
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -20,6 +20,3 @@ def clone(obj: T) -> T:
         return obj
     return _loads(_dumps(obj))
 
-
-def clone_any(obj: Any) -> Any:
-    return clone(obj)

@@ -174,20 +174,15 @@ class ResourceHandler:
         warnings = self._check_fields(request, t.info, obj)
         dry = request.query.get("dryRun") == "All"
         manager = request.query.get("fieldManager") or _default_manager(request)
-        if t.subresource == "finalize":
-            sub = "finalize"
-        else:
-            sub = t.subresource
+        sub = t.subresource
         obj.setdefault("metadata", {})
 
         if sub == "finalize":
-            async def do() -> tuple[dict, bool]:
-                def mut(cur: dict) -> dict:
-                    cur.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers") or []
-                    return cur
-                return await self.registry.update(t.info, t.namespace, t.name, obj, dry_run=dry, mutate=mut,
-                                                  subresource="finalize")
-            new, _ = await do()
+            def set_finalizers(cur: dict) -> dict:
+                cur.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers") or []
+                return cur
+            new, _ = await self.registry.update(t.info, t.namespace, t.name, obj, dry_run=dry,
+                                                mutate=set_finalizers, subresource="finalize")
             return bodies.json_response(new)
         rv = obj["metadata"].get("resourceVersion")
         if rv is None and t.subresource is None:

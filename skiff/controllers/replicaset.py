@@ -11,7 +11,7 @@ import copy
 import logging
 import time
 
-from skiff.api import meta, selectors
+from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
 from skiff.controllers.base import PODS, REPLICASETS, EventRecorder, pod_is_active, pod_is_ready, split_key
@@ -171,7 +171,6 @@ async def run(ctx) -> None:
     async def update_status(rs: dict, active: list[dict]) -> None:
         now = time.time()
         min_ready = rs["spec"].get("minReadySeconds", 0)
-        sel = selectors.selector_from_label_selector(rs["spec"].get("selector")) or []
         tmpl_labels = (rs["spec"].get("template", {}).get("metadata") or {}).get("labels") or {}
         status = {
             "replicas": len(active),
@@ -181,7 +180,6 @@ async def run(ctx) -> None:
             "availableReplicas": sum(1 for p in active if available(p, min_ready, now)),
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
-        del sel
         for k in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
             if status[k] == 0:
                 status.pop(k)
