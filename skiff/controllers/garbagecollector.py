@@ -15,8 +15,11 @@ from skiff.controllers.base import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, SLI
 
 log = logging.getLogger("skiff.controllers.gc")
 
-# Owner kinds Skiff's controllers create dependents for, and the dependent kinds they own.
-OWNERS = {"Deployment": DEPLOYMENTS, "ReplicaSet": REPLICASETS, "Service": SERVICES}
+# Owner kinds Skiff's controllers create dependents for, and the dependent kinds they own. Pods and
+# EndpointSlices own nothing, but a foreground or orphan delete puts the finalizer on them too, and
+# the collector is what removes it.
+OWNERS = {"Deployment": DEPLOYMENTS, "ReplicaSet": REPLICASETS, "Service": SERVICES, "Pod": PODS,
+          "EndpointSlice": SLICES}
 DEPENDENTS = [REPLICASETS, PODS, SLICES]
 
 
@@ -56,6 +59,8 @@ async def run(ctx) -> None:
     def on_owner(kind: str):
         def handler(etype: str, obj: dict, old: dict | None) -> None:
             if etype == "DELETED":
+                if kind in ("Pod", "EndpointSlice"):
+                    return  # they own nothing
                 for plural, d in dependents_of(obj):
                     queue.add(f"dep|{plural}|{meta.key_of(d)}")
             elif obj["metadata"].get("deletionTimestamp"):

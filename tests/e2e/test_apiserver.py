@@ -303,3 +303,33 @@ def test_kind_list_manifest(kubectl, ns):
            "- apiVersion: v1\n  kind: Service\n  metadata: {name: l2}\n  spec: {ports: [{port: 80}]}\n")
     out = kubectl("apply", "-n", ns, "-f", "-", input=doc)
     assert "configmap/l1 created" in out and "service/l2 created" in out
+
+
+def test_namespace_deletion_removes_its_content(kubectl):
+    name = unique_name("gone")
+    kubectl("create", "namespace", name)
+    kubectl("create", "configmap", "c", "--from-literal=a=b", "-n", name)
+    kubectl("create", "deployment", "d", "--image=nginx", "-n", name)
+    out = kubectl("delete", "namespace", name, "--timeout=20s")
+    assert f'namespace "{name}" deleted' in out
+    assert kubectl.run("get", "namespace", name, check=False).returncode == 1
+
+
+def test_garbage_collection_follows_owner_references(kubectl, ns):
+    kubectl("create", "deployment", "owner", "--image=nginx", "--replicas=2", "-n", ns)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(kubectl("get", "pods", "-n", ns, "-o", "name").split()) < 2:
+        time.sleep(0.05)
+    rs = json.loads(kubectl("get", "rs", "-n", ns, "-o", "json"))["items"]
+    assert len(rs) == 1 and rs[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+    kubectl("delete", "deployment", "owner", "-n", ns)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (kubectl("get", "rs", "-n", ns, "-o", "name").strip()
+                                           or kubectl("get", "pods", "-n", ns, "-o", "name").strip()):
+        time.sleep(0.05)
+    assert not kubectl("get", "rs,pods", "-n", ns, "-o", "name").strip()
+    kubectl("create", "deployment", "fg", "--image=nginx", "-n", ns)
+    time.sleep(0.5)
+    out = kubectl("delete", "deployment", "fg", "-n", ns, "--cascade=foreground", "--timeout=20s")
+    assert 'deployment.apps "fg" deleted' in out
+    assert not kubectl("get", "rs", "-n", ns, "-o", "name").strip()
