@@ -33,6 +33,8 @@ _SUB_VERBS_SPECIAL = {
 def _sub_kind(info: ResourceInfo, sub: str, kind: str) -> dict:
     if kind == "Scale":
         return {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    if kind == "Eviction":
+        return {"group": "policy", "version": "v1", "kind": "Eviction"}
     if kind in ("", None):
         return {"group": info.group, "version": info.version, "kind": info.kind}
     return {"group": info.group if kind == info.kind else "", "version": "v1", "kind": kind}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from skiff.api import errors, managedfields, meta, patch, tables
+from skiff.api import errors, managedfields, meta, patch, protobuf, tables
 from skiff.api.clone import clone
 from skiff.api.errors import APIError
 from skiff.api.resources import ResourceInfo, lookup
@@ -86,6 +86,8 @@ class ResourceHandler:
             return await self.scale(request, t)
         if t.subresource == "binding":
             return await self.binding(request, t)
+        if t.subresource == "eviction":
+            return await self.eviction(request, t)
         if m == "GET":
             if _bool(q.get("watch")):
                 return await self.watch(request, t)
@@ -271,7 +273,12 @@ class ResourceHandler:
 
     async def _delete_options(self, request: web.Request) -> dict:
         raw = await bodies.read_body(request)
-        options: dict = bodies.parse_json(raw) if raw.strip() else {}
+        if not raw.strip():
+            options: dict = {}
+        elif bodies.media_type(request) == "application/vnd.kubernetes.protobuf":
+            options = protobuf.decode(raw)  # typed clients (kubectl drain) send DeleteOptions this way
+        else:
+            options = bodies.parse_json(raw)
         q = request.query
         if q.get("gracePeriodSeconds") is not None:
             options["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
@@ -368,6 +375,18 @@ class ResourceHandler:
         await self.registry.update(t.info, t.namespace, t.name, {}, mutate=mut, subresource="binding")
         return bodies.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                      "status": "Success", "code": 201}, 201)
+
+    async def eviction(self, request: web.Request, t: Target) -> web.Response:
+        """policy/v1 Eviction, as `kubectl drain` sends it: a delete that PodDisruptionBudgets could
+        refuse. Skiff has no PodDisruptionBudgets, so every eviction is allowed."""
+        if request.method != "POST":
+            raise errors.method_not_allowed()
+        body = await bodies.read_object(request)
+        options = body.get("deleteOptions") or {}
+        await self.registry.delete(t.info, t.namespace, t.name or "", options,
+                                   dry_run="All" in (options.get("dryRun") or []))
+        return bodies.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                     "code": 201}, 201)
 
     # ---- watch ---------------------------------------------------------------------------
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:

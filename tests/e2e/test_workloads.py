@@ -207,6 +207,21 @@ def test_unknown_image_fails_like_kubernetes(cluster):
         k("delete", "pod", "nosuch", "--grace-period=0", "--force", check=False)
 
 
+def test_drain_evicts_and_pods_move(cluster):
+    k = cluster.kubectl
+    _my_app(cluster)
+    node = cluster.cfg.node_name(1)
+    try:
+        out = k("drain", node, "--ignore-daemonsets", "--timeout=60s")
+        assert f"node/{node} drained" in out
+        assert "SchedulingDisabled" in k("get", "node", node)
+        pods = wait_for(lambda: (lambda ps: ps if len(ps) == 3 and all(map(is_ready, ps)) else None)(
+            [p for p in pods_json(k, "-l", "app=my-app") if not p["metadata"].get("deletionTimestamp")]), 20)
+        assert all(p["spec"]["nodeName"] != node for p in pods)
+    finally:
+        k("uncordon", node)
+
+
 def test_stopped_agent_turns_node_not_ready(cluster):
     k = cluster.kubectl
     cfg = cluster.cfg
