@@ -37,6 +37,7 @@ _PACKAGES = {
     "coordination.k8s.io/v1": "coordination.v1",
     "events.k8s.io/v1": "events.v1",
     "policy/v1": "policy.v1",
+    "authorization.k8s.io/v1": "authorization.v1",
     "autoscaling/v1": "autoscaling.v1",
     "meta.k8s.io/v1": "meta.v1",
 }

@@ -629,6 +629,22 @@ MESSAGES: dict[str, str] = {
     "networking.v1.IngressStatus": "1 loadBalancer networking.v1.IngressLoadBalancerStatus o",
     "networking.v1.IngressTLS": "1 hosts string ro,2 secretName string o",
     "networking.v1.ServiceBackendPort": "1 name string o,2 number int32 o",
+    "authorization.v1.SelfSubjectAccessReview": (
+        "1 metadata meta.v1.ObjectMeta o,2 spec authorization.v1.SelfSubjectAccessReviewSpec -,"
+        "3 status authorization.v1.SubjectAccessReviewStatus o"
+    ),
+    "authorization.v1.SelfSubjectAccessReviewSpec": (
+        "1 resourceAttributes authorization.v1.ResourceAttributes po,"
+        "2 nonResourceAttributes authorization.v1.NonResourceAttributes po"
+    ),
+    "authorization.v1.ResourceAttributes": (
+        "1 namespace string o,2 verb string o,3 group string o,4 version string o,5 resource string o,"
+        "6 subresource string o,7 name string o"
+    ),
+    "authorization.v1.NonResourceAttributes": "1 path string o,2 verb string o",
+    "authorization.v1.SubjectAccessReviewStatus": (
+        "1 allowed bool -,4 denied bool o,2 reason string o,3 evaluationError string o"
+    ),
     "policy.v1.Eviction": "1 metadata meta.v1.ObjectMeta o,2 deleteOptions meta.v1.DeleteOptions po",
     "runtime.TypeMeta": "1 apiVersion string o,2 kind string o",
     "runtime.Unknown": "1 - runtime.TypeMeta i,2 - bytes -,3 contentEncoding string o,4 contentType string o",

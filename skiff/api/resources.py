@@ -81,7 +81,13 @@ RESOURCES: list[ResourceInfo] = [
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
     _r("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     _r("events.k8s.io", "v1", "Event", "events", "event", True, ["ev"]),
+    # Not stored: answered at once (`kubectl auth can-i`). Skiff has one administrator token.
+    _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+       "selfsubjectaccessreview", False),
 ]
+
+# Kinds that are created and answered, never stored.
+REVIEW_KINDS = {"SelfSubjectAccessReview"}
 
 _BY_GVR: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_GVK: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.kind): r for r in RESOURCES}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skiff.api.resources import ALL_VERBS, RESOURCES, SUB_VERBS, ResourceInfo, group_versions
+from skiff.api.resources import ALL_VERBS, RESOURCES, REVIEW_KINDS, SUB_VERBS, ResourceInfo, group_versions
 
 AGGREGATED_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
@@ -41,6 +41,8 @@ def _sub_kind(info: ResourceInfo, sub: str, kind: str) -> dict:
 
 
 def _verbs(info: ResourceInfo) -> list[str]:
+    if info.kind in REVIEW_KINDS:
+        return ["create"]
     if info.kind == "Namespace":
         return ["create", "delete", "get", "list", "patch", "update", "watch"]
     return list(ALL_VERBS)

@@ -15,7 +15,7 @@ from aiohttp import web
 from skiff.api import errors, managedfields, meta, patch, protobuf, tables
 from skiff.api.clone import clone
 from skiff.api.errors import APIError
-from skiff.api.resources import ResourceInfo, lookup
+from skiff.api.resources import REVIEW_KINDS, ResourceInfo, lookup
 from skiff.api.selectors import selector_string
 from skiff.api.validation import structure
 from skiff.apiserver import bodies, fieldprune
@@ -72,6 +72,8 @@ class ResourceHandler:
         q = request.query
         if t.subresource in ("log", "exec", "attach", "portforward"):
             return await self.server.node_proxy.handle(request, t)
+        if t.info.kind in REVIEW_KINDS:
+            return await self.review(request, t)
         if t.name is None:
             if m == "GET":
                 if _bool(q.get("watch")):
@@ -375,6 +377,17 @@ class ResourceHandler:
         await self.registry.update(t.info, t.namespace, t.name, {}, mutate=mut, subresource="binding")
         return bodies.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
                                      "status": "Success", "code": 201}, 201)
+
+    async def review(self, request: web.Request, t: Target) -> web.Response:
+        """SelfSubjectAccessReview: the bearer token is the cluster's administrator, so the answer is
+        always yes, which is what `kubectl auth can-i` prints on a cluster where you are admin."""
+        if request.method != "POST" or t.name is not None:
+            raise errors.method_not_allowed()
+        body = await bodies.read_object(request)
+        body.update({"apiVersion": t.info.api_version, "kind": t.info.kind})
+        body.setdefault("metadata", {})["creationTimestamp"] = None
+        body["status"] = {"allowed": True, "reason": "the cluster's administrator token may do everything"}
+        return bodies.json_response(body, 201)
 
     async def eviction(self, request: web.Request, t: Target) -> web.Response:
         """policy/v1 Eviction, as `kubectl drain` sends it: a delete that PodDisruptionBudgets could

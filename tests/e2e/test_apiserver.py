@@ -333,3 +333,7 @@ def test_garbage_collection_follows_owner_references(kubectl, ns):
     out = kubectl("delete", "deployment", "fg", "-n", ns, "--cascade=foreground", "--timeout=20s")
     assert 'deployment.apps "fg" deleted' in out
     assert not kubectl("get", "rs", "-n", ns, "-o", "name").strip()
+
+
+def test_auth_can_i(kubectl):
+    assert kubectl("auth", "can-i", "create", "deployments").strip() == "yes"

@@ -59,6 +59,8 @@ def test_human_duration(seconds, text):
 
 def test_every_served_resource_has_upstream_columns():
     for r in resources.RESOURCES:
+        if r.kind in resources.REVIEW_KINDS:
+            continue  # never listed: created and answered at once
         cols = column_definitions(r)
         assert [set(c) for c in cols] == [{"name", "type", "format", "description", "priority"}] * len(cols)
         assert cols[0]["name"] in ("Name", "Last Seen"), r.kind
