@@ -163,6 +163,7 @@ def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
                          f"kubernetes.default.svc.{cfg.cluster_domain}"])
     ready_file = state / "controlplane.ready"
     ready_file.unlink(missing_ok=True)
+    (state / "controller-manager.ready").unlink(missing_ok=True)
     cp_log = state / "logs" / "controlplane.log"
     cp = _spawn([sys.executable, "-m", "skiff", "controlplane", "--state-dir", str(state)], cp_log,
                 state / "controlplane.pid")
@@ -176,6 +177,7 @@ def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
                                                       "--state-dir", str(state), "--node", str(i)])
         _spawn(argv, log_path, state / f"{name}.pid")
     _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
+    _wait_for((state / "controller-manager.ready").exists, 30, "the controller manager to start", cp, cp_log)
     progress(f" ✓ {cfg.nodes} nodes Ready ({', '.join(cfg.node_name(i) for i in range(cfg.nodes))})")
 
     installed = _install_system_objects(cfg)

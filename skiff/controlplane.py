@@ -1,7 +1,10 @@
-"""The control plane process: the API server and the controllers, in the host network namespace.
+"""The control plane: the API server process, which runs the controller manager (scheduler and
+controllers) as a supervised child process, both in the host network namespace.
 
-Controllers are clients of the API like any other (list + watch over HTTPS), so they could run
-anywhere; they share this process only to save a Python start-up.
+They are separate processes, as kube-apiserver and kube-controller-manager are: controllers are
+clients of the API like any other (list + watch over HTTPS), and on a small machine the API server
+then gets a core of its own instead of sharing one event loop with every controller. The child is
+in the control plane's process group, so stopping the group stops both.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 from skiff.apiserver.certs import ensure_certificates
@@ -32,23 +36,77 @@ async def run(state_dir: Path, listen: list[str] | None = None) -> None:
     await server.start(pki, listen or ["127.0.0.1", cfg.host_ip])
     log.info("API server listening on %s, port %d", ", ".join(listen or ["127.0.0.1", cfg.host_ip]), cfg.api_port)
 
-    from skiff.controllers import manager
-
-    controllers = await manager.start_all(cfg, state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = loop.create_task(_supervise_controller_manager(state_dir, stop))
+    # Ready as soon as the API answers, so node agents start while the controller manager does;
+    # it writes controller-manager.ready once its informers are in sync.
     (state_dir / "controlplane.ready").write_text(str(os.getpid()))
 
+    await stop.wait()
+    log.info("shutting down")
+    await supervisor
+    await server.stop()
+    await store.close()
+
+
+async def _supervise_controller_manager(state_dir: Path, stop: asyncio.Event) -> None:
+    """Run `skiff controller-manager` and restart it if it dies, until `stop` is set."""
+    (state_dir / "controller-manager.ready").unlink(missing_ok=True)
+    log_path = state_dir / "logs" / "controller-manager.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    backoff = 1.0
+    while not stop.is_set():
+        with open(log_path, "ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "skiff", "controller-manager", "--state-dir", str(state_dir),
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+        waiter = asyncio.ensure_future(proc.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(waiter, 2)
+                except TimeoutError:
+                    proc.kill()
+                    await waiter
+            return
+        stopper.cancel()
+        log.error("controller manager exited with %s; restarting it in %.0f s", proc.returncode, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)
+
+
+async def run_controller_manager(state_dir: Path) -> None:
+    from skiff.controllers import manager
+
+    cfg = ClusterConfig.load_dir(state_dir)
+    controllers = await manager.start_all(cfg, state_dir)
+    await asyncio.sleep(0.01)  # let every controller create its informers before waiting on them
+    await asyncio.gather(*(i.synced.wait() for i in controllers.ctx.informers.values()))
+    (state_dir / "controller-manager.ready").write_text(str(os.getpid()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down")
     await manager.stop_all(controllers)
-    await server.stop()
-    await store.close()
+
+
+def _logging() -> None:
+    logging.basicConfig(level=os.environ.get("SKIFF_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(state_dir: str, listen: list[str] | None = None) -> None:
-    logging.basicConfig(level=os.environ.get("SKIFF_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
     asyncio.run(run(Path(state_dir), listen))
+
+
+def controller_manager_main(state_dir: str) -> None:
+    _logging()
+    asyncio.run(run_controller_manager(Path(state_dir)))

@@ -85,8 +85,10 @@ class ControlPlane:
         self.proc = subprocess.Popen([sys.executable, "-m", "skiff", "controlplane", "--state-dir",
                                       str(self.state_dir), "--listen", "127.0.0.1"], stdout=log,
                                      stderr=subprocess.STDOUT, env=self.env(), cwd=REPO, start_new_session=True)
+        (self.state_dir / "controller-manager.ready").unlink(missing_ok=True)
         deadline = time.monotonic() + 30
-        while not (self.state_dir / "controlplane.ready").exists():
+        while not ((self.state_dir / "controlplane.ready").exists()
+                   and (self.state_dir / "controller-manager.ready").exists()):
             if self.proc.poll() is not None:
                 raise RuntimeError("control plane exited:\n" + (self.state_dir / "controlplane.log").read_text())
             if time.monotonic() > deadline:

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     cp = sub.add_parser("controlplane", help=argparse.SUPPRESS)
     cp.add_argument("--state-dir", required=True)
     cp.add_argument("--listen", action="append", default=None)
+    cm = sub.add_parser("controller-manager", help=argparse.SUPPRESS)
+    cm.add_argument("--state-dir", required=True)
     na = sub.add_parser("node-agent", help=argparse.SUPPRESS)
     na.add_argument("--state-dir", required=True)
     na.add_argument("--node", type=int, required=True)
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             from skiff import controlplane
 
             controlplane.main(args.state_dir, args.listen)
+        elif args.cmd == "controller-manager":
+            from skiff import controlplane
+
+            controlplane.controller_manager_main(args.state_dir)
         elif args.cmd == "node-agent":
             from skiff.node import agent
 
