@@ -112,6 +112,9 @@ def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     if (state / "cluster.json").exists():
         existing = ClusterConfig.load(cfg.name)
         if is_running(existing):
+            restarted = _restart_dead_agents(existing)
+            if restarted:
+                progress(f"Restarted the node agent of {', '.join(restarted)}.")
             progress(f'Cluster "{cfg.name}" is already running.')
             return existing
         progress(f'Cluster "{cfg.name}" exists but is not running: cleaning up and restarting it')
@@ -150,8 +153,7 @@ def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     cfg.save()
     (state / "logs").mkdir(exist_ok=True)
 
-    from skiff.net.nodes import create_cluster_network, node_netns
-    from skiff.net.ns import run_in_netns_argv
+    from skiff.net.nodes import create_cluster_network
 
     asyncio.run(create_cluster_network(cfg))
     progress(f" ✓ Node network {cfg.node_cidr}, {cfg.nodes} node namespaces, pod network {cfg.pod_cidr}")
@@ -171,11 +173,7 @@ def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     progress(f" ✓ Control plane ready at {cfg.server_url}")
 
     for i in range(cfg.nodes):
-        name = cfg.node_name(i)
-        log_path = state / "logs" / f"{name}.log"
-        argv = run_in_netns_argv(node_netns(cfg, i), [sys.executable, "-m", "skiff", "node-agent",
-                                                      "--state-dir", str(state), "--node", str(i)])
-        _spawn(argv, log_path, state / f"{name}.pid")
+        _start_agent(cfg, i)
     _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
     _wait_for((state / "controller-manager.ready").exists, 30, "the controller manager to start", cp, cp_log)
     progress(f" ✓ {cfg.nodes} nodes Ready ({', '.join(cfg.node_name(i) for i in range(cfg.nodes))})")
@@ -190,6 +188,31 @@ def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     progress(f' ✓ kubectl context "skiff-{cfg.name}" set in {path}')
     progress(f"Cluster ready in {time.monotonic() - t0:.2f}s. Try: kubectl get nodes -o wide")
     return cfg
+
+
+def _start_agent(cfg: ClusterConfig, index: int) -> None:
+    from skiff.net.nodes import node_netns
+    from skiff.net.ns import run_in_netns_argv
+
+    state = cfg.state_dir
+    name = cfg.node_name(index)
+    argv = run_in_netns_argv(node_netns(cfg, index), [sys.executable, "-m", "skiff", "node-agent",
+                                                      "--state-dir", str(state), "--node", str(index)])
+    _spawn(argv, state / "logs" / f"{name}.log", state / f"{name}.pid")
+
+
+def _restart_dead_agents(cfg: ClusterConfig) -> list[str]:
+    """A node agent that died (a node whose kubelet crashed) is started again by `skiff up`."""
+    restarted = []
+    for i in range(cfg.nodes):
+        name = cfg.node_name(i)
+        pid = _read_pid(cfg.state_dir / f"{name}.pid")
+        if pid is None or not _pid_alive(pid):
+            _start_agent(cfg, i)
+            restarted.append(name)
+    if restarted:
+        _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
+    return restarted
 
 
 def _api(cfg: ClusterConfig, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

@@ -235,6 +235,19 @@ def test_stopped_agent_turns_node_not_ready(cluster):
     wait_for(lambda: re.search(rf"^{node}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
 
 
+def test_up_restarts_a_dead_node_agent(cluster):
+    k = cluster.kubectl
+    cfg = cluster.cfg
+    node = cfg.node_name(1)
+    pid = int((cluster.home / cluster.name / f"{node}.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: re.search(rf"^{node}\s+NotReady", k("get", "nodes"), re.M), 15, 0.2)
+    out = cluster.skiff("up", "--name", cluster.name).stdout
+    assert f"Restarted the node agent of {node}" in out
+    wait_for(lambda: re.search(rf"^{node}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
+    _my_app(cluster)  # its pods run again
+
+
 def test_down_leaves_nothing():
     c = Cluster(nodes=2).up()
     name = c.name
