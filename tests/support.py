@@ -137,17 +137,42 @@ class ControlPlane:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+def free_ranges() -> tuple[int, int]:
+    """(X, Y) such that 172.29.X.0/24 and 10.Y.0.0/16 are not routed on this machine now, so test
+    clusters that exist at the same time never clash (skiff up refuses overlapping ranges)."""
+    import ipaddress
+    import json as _json
+    import random
+
+    routes = _json.loads(subprocess.run(["ip", "-4", "-j", "route", "show", "table", "all"], capture_output=True,
+                                        text=True).stdout or "[]")
+    used = []
+    for r in routes:
+        dst = r.get("dst", "")
+        if dst and dst != "default":
+            try:
+                used.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
+            except ValueError:
+                pass
+
+    def free(net: str) -> bool:
+        n = ipaddress.ip_network(net)
+        return not any(n.overlaps(u) for u in used)
+    octets = [x for x in range(16, 251) if free(f"172.29.{x}.0/24")]
+    pods = [y for y in range(200, 250) if free(f"10.{y}.0.0/16")]
+    return random.choice(octets), random.choice(pods)
+
+
 class Cluster:
     """A whole cluster started with `skiff up` (root: namespaces, links, nftables), on ranges that do
     not clash with a default cluster, in a temporary SKIFF_HOME; `down()` removes all of it."""
 
     def __init__(self, nodes: int = 3, **settings: str) -> None:
-        import random
 
         self.home = Path(tempfile.mkdtemp(prefix="skiff-e2e-"))
         self.name = unique_name("e")
-        octet = random.randint(16, 250)
-        self.settings = {"node-cidr": f"172.29.{octet}.0/24", "pod-cidr": f"10.{200 + octet % 50}.0.0/16",
+        octet, pod_octet = free_ranges()
+        self.settings = {"node-cidr": f"172.29.{octet}.0/24", "pod-cidr": f"10.{pod_octet}.0.0/16",
                          "lb-pool": f"172.29.{octet}.200-172.29.{octet}.230", "node-grace": "3"}
         self.settings.update(settings)
         self.nodes = nodes

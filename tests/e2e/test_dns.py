@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import threading
 import time
@@ -18,7 +17,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from tests.support import SEED, Cluster, wait_for
+from tests.support import SEED, Cluster, free_ranges, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -64,7 +63,7 @@ class Upstream:
 
 @pytest.fixture(scope="module")
 def cluster():
-    octet = random.randint(16, 250)
+    octet, _ = free_ranges()
     host = f"172.29.{octet}.1"
     c = Cluster(nodes=2, **{"node-cidr": f"172.29.{octet}.0/24",
                             "lb-pool": f"172.29.{octet}.200-172.29.{octet}.230",
