@@ -102,7 +102,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: su
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
+def up(cfg: ClusterConfig, progress: Progress, wait: bool = False) -> ClusterConfig:
     if not NAME_RE.match(cfg.name):
         raise ClusterError(f'invalid cluster name "{cfg.name}": use 1-12 lower case letters, digits or "-", '
                            f"starting and ending with a letter or digit")
@@ -126,7 +126,7 @@ def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     progress(f'Creating cluster "{cfg.name}" ...')
     fresh = not (state / "cluster.json").exists()
     try:
-        return _bring_up(cfg, progress)
+        return _bring_up(cfg, progress, wait)
     except BaseException as e:
         # Leave nothing half-made behind: processes, namespaces, links, routes (and the state of a
         # cluster that never came up).
@@ -147,7 +147,7 @@ def up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
         raise
 
 
-def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
+def _bring_up(cfg: ClusterConfig, progress: Progress, wait: bool) -> ClusterConfig:
     state = cfg.state_dir
     t0 = time.monotonic()
     cfg.save()
@@ -177,10 +177,16 @@ def _bring_up(cfg: ClusterConfig, progress: Progress) -> ClusterConfig:
     _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
     _wait_for((state / "controller-manager.ready").exists, 30, "the controller manager to start", cp, cp_log)
     progress(f" ✓ {cfg.nodes} nodes Ready ({', '.join(cfg.node_name(i) for i in range(cfg.nodes))})")
-
     installed = _install_system_objects(cfg)
     if installed:
-        progress(f" ✓ System components: {', '.join(installed)}")
+        if wait:
+            # Like kind's --wait: for scripts that use Service names or the Ingress right away.
+            for ns, svc, what in (("kube-system", "kube-dns", "cluster DNS"),
+                                  ("skiff-system", "skiff-ingress", "the Ingress controller")):
+                _wait_for(lambda ns=ns, svc=svc: _has_ready_endpoints(cfg, ns, svc), 60, f"{what} to be ready")
+            progress(f" ✓ System components ready: {', '.join(installed)}")
+        else:
+            progress(f" ✓ System components starting: {', '.join(installed)} (`skiff up --wait` waits for them)")
 
     from skiff.cli import kubeconfig
 
@@ -251,6 +257,11 @@ def _install_system_objects(cfg: ClusterConfig) -> list[str]:
                 raise ClusterError(f"installing {obj['kind']} {obj['metadata']['name']}: {resp.get('message')}")
         installed.append(label)
     return installed
+
+
+def _has_ready_endpoints(cfg: ClusterConfig, namespace: str, name: str) -> bool:
+    code, ep = _api(cfg, "GET", f"/api/v1/namespaces/{namespace}/endpoints/{name}")
+    return code == 200 and any(s.get("addresses") for s in ep.get("subsets") or [])
 
 
 def _ready_nodes(cfg: ClusterConfig) -> int:

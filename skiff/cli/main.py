@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--lb-pool", default=None, help="LoadBalancer address range, e.g. 172.18.255.200-172.18.255.250")
     up.add_argument("--dns-upstream", action="append", default=None,
                     help="resolver for names outside the cluster domain (repeatable); default: the host's")
+    up.add_argument("--wait", action="store_true",
+                    help="also wait until cluster DNS and the Ingress controller are ready")
     up.add_argument("--node-grace", type=float, default=None,
                     help="seconds without a node heartbeat before the node is NotReady")
     down = sub.add_parser("down", help="stop a cluster and remove everything it created")
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     setattr(cfg, attr, val)
             if args.nodes < 1:
                 raise cluster.ClusterError("--nodes must be at least 1")
-            cluster.up(cfg, _progress)
+            cluster.up(cfg, _progress, wait=args.wait)
         elif args.cmd == "down":
             if not cluster.down(args.name, _progress):
                 print(f'No cluster "{args.name}" found; removed anything left of it.', file=sys.stderr)
