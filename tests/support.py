@@ -192,8 +192,8 @@ class Cluster:
             raise AssertionError(f"skiff {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def up(self) -> Cluster:
-        args = ["up", "--name", self.name, "--nodes", str(self.nodes)]
+    def up(self, wait: bool = False) -> Cluster:
+        args = ["up", "--name", self.name, "--nodes", str(self.nodes)] + (["--wait"] if wait else [])
         for k, v in self.settings.items():
             args += [f"--{k}", v]
         t0 = time.monotonic()

@@ -68,7 +68,8 @@ def cluster():
     c = Cluster(nodes=2, **{"node-cidr": f"172.29.{octet}.0/24",
                             "lb-pool": f"172.29.{octet}.200-172.29.{octet}.230",
                             "dns-upstream": f"{host}:{UPSTREAM_PORT}"})
-    c.up()
+    c.up(wait=True)
+    assert "System components ready" in c.up_output
     up = Upstream(host)
     try:
         up.start()
