@@ -14,7 +14,6 @@ import re
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -166,7 +165,7 @@ spec:
             assert re.search(rf"^{header}:", r.stdout, re.M | re.I), r.stdout
 
 
-def _tls_secret(host: str) -> str:
+def _tls_secret(host: str, directory) -> tuple[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = dt.datetime.now(dt.UTC)
@@ -175,8 +174,7 @@ def _tls_secret(host: str) -> str:
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
             .sign(key, hashes.SHA256()))
-    d = tempfile.mkdtemp()
-    crt, k = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
+    crt, k = os.path.join(directory, "tls.crt"), os.path.join(directory, "tls.key")
     open(crt, "wb").write(cert.public_bytes(serialization.Encoding.PEM))
     open(k, "wb").write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                           serialization.NoEncryption()))
@@ -194,9 +192,9 @@ def _served_san(addr: str, sni: str) -> str:
         x509.DNSName)[0]
 
 
-def test_host_rules_with_tls(cluster):
+def test_host_rules_with_tls(cluster, tmp_path):
     with Scenario(cluster) as s:
-        crt, key = _tls_secret("foo.bar.com")
+        crt, key = _tls_secret("foo.bar.com", tmp_path)
         s.k("create", "secret", "tls", "conformance-tls", f"--cert={crt}", f"--key={key}", "-n", s.ns)
         s.apply(backends(["wildcard-foo-com", "foo-bar-com"]) + """
 ---
