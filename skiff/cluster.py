@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -67,13 +68,8 @@ def is_running(cfg: ClusterConfig) -> bool:
     return bool(pid and _pid_alive(pid) and _healthy(cfg))
 
 
-def _healthy(cfg: ClusterConfig, timeout: float = 1.0) -> bool:
-    ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "pki" / "ca.crt"))
-    try:
-        with urllib.request.urlopen(f"{cfg.server_url}/readyz", context=ctx, timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
+def _healthy(cfg: ClusterConfig) -> bool:
+    return _api(cfg, "GET", "/readyz", timeout=1.0)[0] == 200
 
 
 def _spawn(argv: list[str], log_path: Path, pid_path: Path) -> subprocess.Popen:
@@ -221,17 +217,28 @@ def _restart_dead_agents(cfg: ClusterConfig) -> list[str]:
     return restarted
 
 
-def _api(cfg: ClusterConfig, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "pki" / "ca.crt"))
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_file: str) -> ssl.SSLContext:
+    # Built once per cluster: `skiff up` polls the API every few milliseconds while it starts.
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _api(cfg: ClusterConfig, method: str, path: str, body: dict | None = None, timeout: float = 10.0
+         ) -> tuple[int, dict]:
+    """A blocking API call for the CLI. (0, {}) when the API server cannot be reached."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(cfg.server_url + path, data=data, method=method,
                                  headers={"Authorization": f"Bearer {cfg.token}",
                                           "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"{}")
+        with urllib.request.urlopen(req, context=_tls_context(str(cfg.state_dir / "pki" / "ca.crt")),
+                                    timeout=timeout) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw.startswith(b"{") else {})
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+    except OSError:
+        return 0, {}
 
 
 def _install_system_objects(cfg: ClusterConfig) -> list[str]:
@@ -265,20 +272,10 @@ def _has_ready_endpoints(cfg: ClusterConfig, namespace: str, name: str) -> bool:
 
 
 def _ready_nodes(cfg: ClusterConfig) -> int:
-    ctx = ssl.create_default_context(cafile=str(cfg.state_dir / "pki" / "ca.crt"))
-    req = urllib.request.Request(f"{cfg.server_url}/api/v1/nodes",
-                                 headers={"Authorization": f"Bearer {cfg.token}"})
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=2) as r:
-            nodes = json.loads(r.read())["items"]
-    except OSError:
-        return 0
-    n = 0
-    for node in nodes:
-        for c in node.get("status", {}).get("conditions") or []:
-            if c.get("type") == "Ready" and c.get("status") == "True":
-                n += 1
-    return n
+    from skiff.api.meta import get_condition
+
+    _code, nodes = _api(cfg, "GET", "/api/v1/nodes", timeout=2.0)
+    return sum(1 for n in nodes.get("items") or [] if (get_condition(n, "Ready") or {}).get("status") == "True")
 
 
 def _stop_processes(cfg: ClusterConfig, grace: float = 3.0) -> None:

@@ -37,14 +37,6 @@ def new_uid() -> str:
     return str(uuid.uuid4())
 
 
-def name_of(obj: dict) -> str:
-    return obj.get("metadata", {}).get("name", "")
-
-
-def namespace_of(obj: dict) -> str:
-    return obj.get("metadata", {}).get("namespace", "")
-
-
 def key_of(obj: dict) -> str:
     md = obj.get("metadata", {})
     ns = md.get("namespace")

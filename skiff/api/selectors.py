@@ -84,17 +84,6 @@ def labels_match(reqs: list[Requirement], labels: dict[str, str] | None) -> bool
     return all(r.matches(labels) for r in reqs)
 
 
-def selector_from_label_selector(sel: dict | None) -> list[Requirement] | None:
-    """metav1.LabelSelector -> requirements. None means "matches nothing" (a nil selector)."""
-    if sel is None:
-        return None
-    reqs = [Requirement(k, "=", (v,)) for k, v in (sel.get("matchLabels") or {}).items()]
-    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expr in sel.get("matchExpressions") or []:
-        reqs.append(Requirement(expr["key"], ops[expr["operator"]], tuple(expr.get("values") or ())))
-    return reqs
-
-
 def selector_string(sel: dict | None) -> str:
     """Render a LabelSelector as `a=b,c in (d)`, as kubectl and Scale.status.selector show it."""
     if not sel:

@@ -162,22 +162,22 @@ class ResourceHandler:
         return bodies.json_response({"kind": t.info.list_kind, "apiVersion": t.info.api_version,
                                      "metadata": md, "items": items})
 
-    async def create(self, request: web.Request, t: Target) -> web.Response:
+    async def _write_body(self, request: web.Request, t: Target) -> tuple[dict, list[str], bool, str]:
+        """What create and update both start with: (object, warnings, dry run, field manager)."""
         obj = await bodies.read_object(request)
         self._check_kind(t.info, obj)
         warnings = self._check_fields(request, t.info, obj)
-        dry = request.query.get("dryRun") == "All"
         manager = request.query.get("fieldManager") or _default_manager(request)
+        return obj, warnings, request.query.get("dryRun") == "All", manager
+
+    async def create(self, request: web.Request, t: Target) -> web.Response:
+        obj, warnings, dry, manager = await self._write_body(request, t)
         obj = _managed(None, obj, manager, t.info, meta.now_rfc3339())
         created = await self.registry.create(t.info, t.namespace, obj, dry_run=dry)
         return bodies.json_response(created, 201, self._warning_headers(warnings))
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
-        obj = await bodies.read_object(request)
-        self._check_kind(t.info, obj)
-        warnings = self._check_fields(request, t.info, obj)
-        dry = request.query.get("dryRun") == "All"
-        manager = request.query.get("fieldManager") or _default_manager(request)
+        obj, warnings, dry, manager = await self._write_body(request, t)
         sub = t.subresource
         obj.setdefault("metadata", {})
 

@@ -256,31 +256,27 @@ class Registry:
                 if undo:
                     undo()
                 return new, False
-            if self._ready_to_vanish(info, new):
-                try:
-                    dkv = await self.store.delete(key, kv.mod_revision)
-                except RevisionConflict:
-                    if undo:
-                        undo()
+            vanish = self._ready_to_vanish(info, new)
+            try:
+                if vanish:
+                    nkv = await self.store.delete(key, kv.mod_revision)
+                else:
+                    nkv = await self.store.update(key, _encode(new), kv.mod_revision)
+            except BaseException as e:
+                if undo:
+                    undo()  # the write did not happen: give back what admission allocated
+                if isinstance(e, RevisionConflict):
                     if mutate is None:
                         raise errors.conflict(info, name) from None
                     continue
-                new["metadata"]["resourceVersion"] = str(dkv.mod_revision)
+                if isinstance(e, KeyNotFound):
+                    raise errors.not_found(info, name) from None
+                raise
+            if vanish:
+                new["metadata"]["resourceVersion"] = str(nkv.mod_revision)
                 if self.on_deleted:
                     await self.on_deleted(info, new)
                 return new, False
-            try:
-                nkv = await self.store.update(key, _encode(new), kv.mod_revision)
-            except RevisionConflict:
-                if undo:
-                    undo()
-                if mutate is None:
-                    raise errors.conflict(info, name) from None
-                continue
-            except KeyNotFound:
-                if undo:
-                    undo()
-                raise errors.not_found(info, name) from None
             new["metadata"]["resourceVersion"] = str(nkv.mod_revision)
             return new, False
         raise errors.conflict(info, name, "too many concurrent updates, please try again")

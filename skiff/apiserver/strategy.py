@@ -26,25 +26,9 @@ def name_validator(info: ResourceInfo) -> Callable[[str], list[str]]:
 
 
 def initial_status(info: ResourceInfo, obj: dict) -> None:
-    """What a freshly created object's status is, whatever the client sent."""
-    kind = info.kind
-    if kind == "Pod":
-        obj["status"] = {"phase": "Pending", "qosClass": _qos_class(obj)}
-    elif kind == "Service":
-        obj["status"] = {"loadBalancer": {}}
-    elif kind == "Namespace":
-        obj["status"] = {"phase": "Active"}
-    elif kind in ("Deployment", "ReplicaSet"):
-        obj["status"] = {}
-    elif kind == "Ingress":
-        obj["status"] = {"loadBalancer": {}}
-
-
-def _qos_class(pod: dict) -> str:
-    containers = pod.get("spec", {}).get("containers") or []
-    any_req = any((c.get("resources") or {}).get("requests") or (c.get("resources") or {}).get("limits")
-                  for c in containers)
-    return "Burstable" if any_req else "BestEffort"
+    """Status is not the client's to set at create. Defaulting then fills in what a new object starts
+    with (Pending and its QoS class, Active, an empty load balancer status)."""
+    obj["status"] = {"loadBalancer": {}} if info.kind == "Ingress" else {}
 
 
 def prepare_for_create(info: ResourceInfo, obj: dict) -> None:

@@ -28,12 +28,12 @@ class ClientError(Exception):
         self.reason = status.get("reason", "")
 
 
-def is_not_found(e: BaseException) -> bool:
-    return isinstance(e, ClientError) and e.code == 404
-
-
-def is_conflict(e: BaseException) -> bool:
-    return isinstance(e, ClientError) and e.code == 409
+def resource(api_version: str, plural: str) -> ResourceInfo:
+    group, _, version = api_version.rpartition("/")
+    info = lookup(group, version, plural)
+    if info is None:
+        raise KeyError(f"unknown resource {plural} in {api_version}")
+    return info
 
 
 @dataclass
@@ -41,14 +41,6 @@ class Credentials:
     server: str
     token: str
     ca_file: str | None = None
-
-
-def resource(api_version: str, plural: str) -> ResourceInfo:
-    group, _, version = api_version.rpartition("/")
-    info = lookup(group, version, plural)
-    if info is None:
-        raise KeyError(f"unknown resource {plural} in {api_version}")
-    return info
 
 
 class Client:

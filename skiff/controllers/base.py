@@ -40,6 +40,22 @@ def pod_is_active(pod: dict) -> bool:
             and not pod["metadata"].get("deletionTimestamp"))
 
 
+async def replace_status(client: Client, info, obj: dict, queue) -> bool:
+    """PUT obj's status subresource. A conflict (the object moved on) requeues the key shortly and a
+    vanished object is not an error; both return False."""
+    md = obj["metadata"]
+    try:
+        await client.replace(info, md.get("namespace"), md["name"], obj, sub="status")
+        return True
+    except ClientError as e:
+        if e.code == 409:
+            queue.add_after(meta.key_of(obj), 0.01)
+            return False
+        if e.code == 404:
+            return False
+        raise
+
+
 class EventRecorder:
     """Writes core/v1 Events, aggregating repeats into a count as kube's recorder does."""
 

@@ -11,7 +11,7 @@ import math
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
-from skiff.controllers.base import DEPLOYMENTS, PODS, REPLICASETS, EventRecorder, split_key
+from skiff.controllers.base import DEPLOYMENTS, PODS, REPLICASETS, EventRecorder, replace_status, split_key
 
 log = logging.getLogger("skiff.controllers.deployment")
 REVISION = "deployment.kubernetes.io/revision"
@@ -257,14 +257,7 @@ async def run(ctx) -> None:
         if status != d.get("status"):
             new = copy.deepcopy(d)
             new["status"] = status
-            try:
-                await client.replace(DEPLOYMENTS, d["metadata"]["namespace"], d["metadata"]["name"], new,
-                                     sub="status")
-            except ClientError as e:
-                if e.code == 409:
-                    queue.add_after(meta.key_of(d), 0.01)
-                elif e.code != 404:
-                    raise
+            await replace_status(client, DEPLOYMENTS, new, queue)
 
     async def cleanup(d: dict, olds: list[dict]) -> None:
         limit = d["spec"].get("revisionHistoryLimit", 10)

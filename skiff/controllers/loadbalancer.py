@@ -15,8 +15,7 @@ import logging
 
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
-from skiff.client.rest import ClientError
-from skiff.controllers.base import NODES, SERVICES, SLICES, EventRecorder, split_key
+from skiff.controllers.base import NODES, SERVICES, SLICES, EventRecorder, replace_status
 from skiff.net.names import bridge_name
 
 log = logging.getLogger("skiff.controllers.loadbalancer")
@@ -150,7 +149,7 @@ async def run(ctx) -> None:
             if svc is not None and current_ips(svc) and svc["spec"].get("type") != "LoadBalancer":
                 new = copy.deepcopy(svc)
                 new["status"]["loadBalancer"] = {}
-                await _write_status(new)
+                await replace_status(client, SERVICES, new, queue)
             return
         ips = current_ips(svc)
         want = requested_ip(svc)
@@ -177,7 +176,7 @@ async def run(ctx) -> None:
             owner[ip] = key
             new = copy.deepcopy(svc)
             new.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
-            if not await _write_status(new):
+            if not await replace_status(client, SERVICES, new, queue):
                 owner.pop(ip, None)
                 return
             await recorder.record(svc, "Normal", "IPAllocated", f"Assigned IP [\"{ip}\"]")
@@ -186,18 +185,5 @@ async def run(ctx) -> None:
         for ip in ips:
             owner[ip] = key
             await announce(ip, via)
-
-    async def _write_status(svc: dict) -> bool:
-        ns, name = split_key(meta.key_of(svc))
-        try:
-            await client.replace(SERVICES, ns, name, svc, sub="status")
-            return True
-        except ClientError as e:
-            if e.code == 409:
-                queue.add_after(meta.key_of(svc), 0.01)
-                return False
-            if e.code == 404:
-                return False
-            raise
 
     await run_workers(queue, sync, workers=1, name="loadbalancer")

@@ -14,7 +14,15 @@ import time
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
-from skiff.controllers.base import PODS, REPLICASETS, EventRecorder, pod_is_active, pod_is_ready, split_key
+from skiff.controllers.base import (
+    PODS,
+    REPLICASETS,
+    EventRecorder,
+    pod_is_active,
+    pod_is_ready,
+    replace_status,
+    split_key,
+)
 
 log = logging.getLogger("skiff.controllers.replicaset")
 BURST = 100
@@ -188,14 +196,7 @@ async def run(ctx) -> None:
             new = copy.deepcopy(rs)
             new["status"] = {**status, **({"conditions": rs["status"]["conditions"]}
                                           if (rs.get("status") or {}).get("conditions") else {})}
-            try:
-                await client.replace(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"], new,
-                                     sub="status")
-            except ClientError as e:
-                if e.code == 409:
-                    queue.add_after(meta.key_of(rs), 0.01)
-                elif e.code != 404:
-                    raise
+            await replace_status(client, REPLICASETS, new, queue)
         if min_ready > 0 and status.get("readyReplicas", 0) > status.get("availableReplicas", 0):
             queue.add_after(meta.key_of(rs), min_ready)
 
