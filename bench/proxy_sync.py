@@ -3,8 +3,8 @@
 Run as root: .venv/bin/python bench/proxy_sync.py [--services N] [--endpoints-per-service M] [--changes K]
 Creates a scratch network namespace with a random name and deletes it at the end.
 Prints the full-sync time, the partial-sync times (median and p99, split into computing the
-desired ruleset with RulesetBuilder, which reuses unchanged Services, and applying the diff with
-nft), and their ratio to the full sync.
+desired ruleset with RulesetBuilder.update, which rebuilds only the Service marked dirty as the
+node agent's informer handlers do, and applying the diff), and their ratio to the full sync.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from skiff.proxy.model import NodeContext  # noqa: E402
 from skiff.proxy.nft import NftApplier  # noqa: E402
-from skiff.proxy.rules import RulesetBuilder  # noqa: E402
+from skiff.proxy.rules import RulesetBuilder, slice_service_key  # noqa: E402
 
 POD_CIDR = "10.77.0.0/16"
 SERVICE_CIDR = "10.78.0.0/16"
@@ -109,6 +109,8 @@ async def main() -> None:
         )
         print(f"full sync:    build {build_full * 1000:8.1f} ms   apply {apply_full * 1000:8.1f} ms")
 
+        services_by_key = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
+        slices_by_service = {slice_service_key(es): [es] for es in slices}
         builds, applies, totals, sizes = [], [], [], []
         next_ip = ipaddress.ip_network(POD_CIDR)[60000]
         for k in range(args.changes):
@@ -118,8 +120,11 @@ async def main() -> None:
             new_slice["endpoints"][k % len(new_slice["endpoints"])]["addresses"] = [str(next_ip + k)]
             new_slice["metadata"]["resourceVersion"] = str(2 + k)
             slices[idx] = new_slice
+            # As the node agent's proxy loop does: its informer handlers mark the one Service dirty.
+            key = slice_service_key(new_slice)
+            slices_by_service[key] = [new_slice]
             t0 = time.perf_counter()
-            rs = builder.build(services, slices)
+            rs = builder.update([key], services_by_key.get, lambda k: slices_by_service.get(k, []))
             t1 = time.perf_counter()
             res = await applier.sync(rs)
             t2 = time.perf_counter()

@@ -17,7 +17,7 @@ from skiff.controllers.base import SERVICES, SLICES
 from skiff.proxy.conntrack import delete_flows, stale_udp_flows
 from skiff.proxy.model import NodeContext
 from skiff.proxy.nft import NftApplier
-from skiff.proxy.rules import RulesetBuilder
+from skiff.proxy.rules import RulesetBuilder, ServiceKey, slice_service_key
 
 log = logging.getLogger("skiff.proxy")
 COALESCE_SECONDS = 0.005
@@ -30,9 +30,41 @@ async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) 
     applier = NftApplier()
     services = Informer(client, SERVICES)
     slices = Informer(client, SLICES)
+    # Like kube-proxy's change trackers: remember which Services changed since the last sync, and
+    # index slices by Service, so a sync rebuilds only those (see RulesetBuilder.update).
+    dirty: set[ServiceKey] = set()
+    slices_by_service: dict[ServiceKey, dict[str, dict]] = {}
     changed = asyncio.Event()
-    services.add_handler(lambda *a: changed.set())
-    slices.add_handler(lambda *a: changed.set())
+
+    def on_service(etype: str, obj: dict, old: dict | None) -> None:
+        meta = obj.get("metadata") or {}
+        dirty.add((meta.get("namespace") or "default", meta.get("name") or ""))
+        changed.set()
+
+    def on_slice(etype: str, obj: dict, old: dict | None) -> None:
+        name = (obj.get("metadata") or {}).get("name") or ""
+        for prev in (old,) if old is not None else ():
+            key = slice_service_key(prev)
+            if key is not None:
+                slices_by_service.get(key, {}).pop(name, None)
+                dirty.add(key)
+        key = slice_service_key(obj)
+        if key is not None:
+            if etype == "DELETED":
+                slices_by_service.get(key, {}).pop(name, None)
+            else:
+                slices_by_service.setdefault(key, {})[name] = obj
+            dirty.add(key)
+        changed.set()
+
+    def service_of(key: ServiceKey) -> dict | None:
+        return services.get(f"{key[0]}/{key[1]}")
+
+    def slices_of(key: ServiceKey) -> list[dict]:
+        return list(slices_by_service.get(key, {}).values())
+
+    services.add_handler(on_service)
+    slices.add_handler(on_slice)
     services.start()
     slices.start()
     await asyncio.gather(services.synced.wait(), slices.synced.wait())
@@ -44,7 +76,9 @@ async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) 
             await asyncio.sleep(COALESCE_SECONDS)
             changed.clear()
             t0 = time.perf_counter()
-            rs = builder.build(services.list(), slices.list())
+            keys = list(dirty)
+            dirty.clear()
+            rs = builder.update(keys, service_of, slices_of)
             try:
                 result = await applier.sync(rs)
             except Exception:

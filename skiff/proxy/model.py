@@ -64,18 +64,35 @@ class NamedSet:
 
 
 @dataclass
+class Delta:
+    """What a Ruleset changed relative to `base`, the ruleset it was patched from.
+
+    It lets diff() look only at the names listed here instead of every chain and element, which is
+    what makes one endpoint change O(that Service) at 30,000 chains. Names listed may turn out
+    unchanged; names not listed are guaranteed identical to base's.
+    """
+
+    base: Ruleset
+    chains: set[str] = field(default_factory=set)
+    sets: set[str] = field(default_factory=set)
+    elements: dict[str, set[str]] = field(default_factory=dict)
+
+
+@dataclass
 class Ruleset:
     """Everything one node's proxy table should contain.
 
     elements maps a set/map name to {key: value}; value is "" for plain sets. udp_destinations is
     not rendered: it records, per (service IP or NODEPORT_ANY_IP, port), which endpoint IPs UDP
     traffic can reach, so that conntrack cleanup can find flows to endpoints that went away.
+    delta, when set, says which names differ from the ruleset this one was patched from.
     """
 
     chains: dict[str, Chain] = field(default_factory=dict)
     sets: dict[str, NamedSet] = field(default_factory=dict)
     elements: dict[str, dict[str, str]] = field(default_factory=dict)
     udp_destinations: dict[tuple[str, int], frozenset[str]] = field(default_factory=dict)
+    delta: Delta | None = field(default=None, compare=False, repr=False)
 
     def add_chain(self, name: str, rules: list[str] | tuple[str, ...] = (), hook: str | None = None) -> None:
         if name in self.chains:
@@ -91,8 +108,12 @@ class Ruleset:
     def add_element(self, set_name: str, key: str, value: str = "") -> None:
         self.elements.setdefault(set_name, {})[key] = value
 
-    def merge(self, part: Ruleset) -> None:
-        """Add another (per-service) part; chain and set names must not collide."""
+    def merge(self, part: Ruleset) -> bool:
+        """Add another (per-service) part; chain and set names must not collide.
+
+        Returns False when an element key or UDP destination was already present (two Services
+        claiming the same address and port): the later part wins, as dict.update does.
+        """
         for name, chain in part.chains.items():
             if name in self.chains:
                 raise ValueError(f"duplicate chain {name}")
@@ -101,6 +122,12 @@ class Ruleset:
             if name in self.sets:
                 raise ValueError(f"duplicate set {name}")
             self.sets[name] = s
+        disjoint = True
         for name, elems in part.elements.items():
-            self.elements.setdefault(name, {}).update(elems)
+            target = self.elements.setdefault(name, {})
+            before = len(target)
+            target.update(elems)
+            disjoint = disjoint and len(target) == before + len(elems)
+        before = len(self.udp_destinations)
         self.udp_destinations.update(part.udp_destinations)
+        return disjoint and len(self.udp_destinations) == before + len(part.udp_destinations)

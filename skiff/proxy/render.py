@@ -7,6 +7,7 @@ its size is proportional to what changed, not to the number of Services.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from skiff.proxy.model import Chain, Ruleset
@@ -81,17 +82,41 @@ def render_full(rs: Ruleset, table: str) -> str:
 
 
 def diff(old: Ruleset, new: Ruleset) -> RulesetDiff | None:
-    """What turns `old` into `new`, or None when only a full sync can (a set or base chain changed shape)."""
+    """What turns `old` into `new`, or None when only a full sync can (a set or base chain changed shape).
+
+    When `new` was patched from `old` (new.delta.base is old), only the names its Delta lists are
+    compared; otherwise every chain, set and element is.
+    """
     d = RulesetDiff()
-    for name, s in new.sets.items():
-        prev = old.sets.get(name)
-        if prev is None:
+    if old is new:
+        return d
+    delta = new.delta if new.delta is not None and new.delta.base is old else None
+    if delta is None:
+        set_names: Iterable[str] = old.sets.keys() | new.sets.keys()
+        chain_names: Iterable[str] = old.chains.keys() | new.chains.keys()
+        element_keys: dict[str, Iterable[str] | None] = dict.fromkeys(old.elements.keys() | new.elements.keys())
+    else:
+        set_names, chain_names = delta.sets, delta.chains
+        element_keys = {name: keys for name, keys in delta.elements.items()}
+        element_keys.update(dict.fromkeys(delta.sets))
+    for name in set_names:
+        s, prev = new.sets.get(name), old.sets.get(name)
+        if s is None:
+            if prev is not None:
+                d.stale_sets.append(name)
+        elif prev is None:
             d.new_sets.append(name)
         elif prev != s:
             return None
-    for name, c in new.chains.items():
-        prev = old.chains.get(name)
-        if prev is None:
+    for name in chain_names:
+        c, prev = new.chains.get(name), old.chains.get(name)
+        if c is None:
+            if prev is None:
+                continue
+            if prev.hook:
+                return None
+            d.stale_chains.append(name)
+        elif prev is None:
             if c.hook:
                 return None
             d.new_chains.append(name)
@@ -102,26 +127,28 @@ def diff(old: Ruleset, new: Ruleset) -> RulesetDiff | None:
             return None
         elif prev.rules != c.rules:
             d.changed_chains.append(name)
-    for name, c in old.chains.items():
-        if name not in new.chains:
-            if c.hook:
-                return None
-            d.stale_chains.append(name)
-    d.stale_sets = [n for n in old.sets if n not in new.sets]
-    for name, elems in new.elements.items():
-        prev = old.elements.get(name, {})
-        if prev == elems:
+    stale_sets = set(d.stale_sets)
+    for name, keys in element_keys.items():
+        if name in stale_sets:
             continue
-        adds = [(k, v) for k, v in elems.items() if prev.get(k) != v]
+        if name not in new.elements:
+            if name in old.elements:
+                return None
+            continue
+        elems, prev = new.elements[name], old.elements.get(name, {})
+        if elems is prev:
+            continue
+        if keys is None:
+            if prev == elems:
+                continue
+            keys = elems.keys() | prev.keys()
+        adds = [(k, elems[k]) for k in keys if k in elems and prev.get(k) != elems[k]]
         # A re-pointed map element must be deleted before it can be added with its new verdict.
-        dels = [k for k, v in prev.items() if k not in elems or v != elems[k]]
+        dels = [k for k in keys if k in prev and (k not in elems or prev[k] != elems[k])]
         if adds:
             d.element_adds[name] = sorted(adds)
         if dels:
             d.element_deletes[name] = sorted(dels)
-    for name in old.elements:
-        if name not in new.elements and name not in d.stale_sets:
-            return None
     for lst in (d.new_sets, d.new_chains, d.changed_chains, d.stale_chains, d.stale_sets):
         lst.sort()
     return d

@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from skiff.proxy.model import NODEPORT_ANY_IP, Chain, NamedSet, NodeContext, Ruleset
+from skiff.proxy.model import NODEPORT_ANY_IP, Chain, Delta, NamedSet, NodeContext, Ruleset
 
 MASQ_MARK = "0x4000"
 DEFAULT_AFFINITY_TIMEOUT = 10800
@@ -354,40 +355,178 @@ def _meta_key(obj: dict) -> tuple[str, str]:
     return (meta.get("namespace") or "default", meta.get("name") or "")
 
 
+ServiceKey = tuple[str, str]  # (namespace, name)
+
+
+def slice_service_key(es: dict) -> ServiceKey | None:
+    """The Service an EndpointSlice belongs to (its kubernetes.io/service-name label), if any."""
+    meta = es.get("metadata") or {}
+    svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+    return (meta.get("namespace") or "default", svc) if svc else None
+
+
+def _versions(svc: dict, svc_slices: list[dict]) -> tuple | None:
+    """The resourceVersions a Service's part depends on, or None when one is missing (always rebuild)."""
+    rv = (svc.get("metadata") or {}).get("resourceVersion")
+    if rv is None:
+        return None
+    versions: list = [rv]
+    for es in svc_slices:
+        meta = es.get("metadata") or {}
+        if meta.get("resourceVersion") is None:
+            return None
+        versions.append((meta.get("name") or "", meta["resourceVersion"]))
+    versions[1:] = sorted(versions[1:])
+    return tuple(versions)
+
+
 class RulesetBuilder:
-    """desired_ruleset with memory: a Service whose object and slices kept their resourceVersions
-    reuses the part built last time, so one endpoint change costs O(that Service), not O(cluster).
-    Objects without a resourceVersion are always rebuilt."""
+    """desired_ruleset with memory, like kube-proxy's change trackers.
+
+    Each Service's part of the ruleset is kept with the resourceVersions it was built from, and
+    each result is patched from the previous one, carrying a Delta so that diff() only looks at
+    what changed. build() takes every object (O(cluster) to scan, O(change) to rebuild);
+    update() takes only the Services known to have changed, so one endpoint change costs
+    O(that Service) end to end. Objects without a resourceVersion are always rebuilt.
+    """
 
     def __init__(self, node: NodeContext):
         self.node = node
-        self._parts: dict[tuple[str, str], tuple[tuple, Ruleset]] = {}
+        self._base = _base_ruleset(node)
+        self._parts: dict[ServiceKey, tuple[tuple | None, Ruleset]] = {}
+        self._last: Ruleset | None = None
+        # Set when two Services claimed the same element key: patching could then remove the
+        # other Service's element, so every result is assembled from all parts instead.
+        self._overlap = False
 
     def build(self, services: list[dict], slices: list[dict]) -> Ruleset:
-        rs = _base_ruleset(self.node)
         index = _slice_index(slices)
-        parts: dict[tuple[str, str], tuple[tuple, Ruleset]] = {}
-        for svc in sorted(services, key=_meta_key):
-            spec = svc.get("spec") or {}
-            if (spec.get("type") or "ClusterIP") == "ExternalName":
+        by_key = {_meta_key(svc): svc for svc in services}
+        keys = set(self._parts) | set(by_key)
+        return self.update(keys, by_key.get, lambda key: index.get(key, []))
+
+    def update(
+        self,
+        dirty: Iterable[ServiceKey],
+        service: Callable[[ServiceKey], dict | None],
+        slices_of: Callable[[ServiceKey], list[dict]],
+    ) -> Ruleset:
+        """The ruleset after the Services in `dirty` (and their slices) may have changed.
+
+        service(key) returns the Service or None when it is gone; slices_of(key) its IPv4 slices.
+        """
+        changes: dict[ServiceKey, tuple[tuple | None, Ruleset] | None] = {}
+        for key in dirty:
+            svc = service(key)
+            if svc is None or ((svc.get("spec") or {}).get("type") or "ClusterIP") == "ExternalName":
+                if key in self._parts:
+                    changes[key] = None
                 continue
-            key = _meta_key(svc)
-            svc_slices = index.get(key, [])
-            versions = [(svc.get("metadata") or {}).get("resourceVersion")]
-            versions += sorted(
-                ((es.get("metadata") or {}).get("name") or "", (es.get("metadata") or {}).get("resourceVersion"))
-                for es in svc_slices
-            )
-            cacheable = versions[0] is not None and all(v is not None for _, v in versions[1:])
+            svc_slices = [es for es in slices_of(key) if es.get("addressType", "IPv4") == "IPv4"]
+            versions = _versions(svc, svc_slices)
             cached = self._parts.get(key)
-            if cacheable and cached is not None and cached[0] == tuple(versions):
-                part = cached[1]
+            if versions is not None and cached is not None and cached[0] == versions:
+                continue
+            changes[key] = (versions, _service_part(self.node, svc, svc_slices))
+        if self._last is not None and not changes:
+            return self._last
+        old_parts = {key: self._parts.get(key) for key in changes}
+        for key, entry in changes.items():
+            if entry is None:
+                self._parts.pop(key, None)
             else:
-                part = _service_part(self.node, svc, svc_slices)
-            if cacheable:
-                parts[key] = (tuple(versions), part)
-            rs.merge(part)
-        self._parts = parts
+                self._parts[key] = entry
+        if self._last is None or self._overlap:
+            rs = self._assemble()
+        else:
+            rs = self._patch(self._last, old_parts, changes)
+        self._last = rs
+        return rs
+
+    def _assemble(self) -> Ruleset:
+        rs = Ruleset(
+            chains=dict(self._base.chains),
+            sets=dict(self._base.sets),
+            elements={name: dict(elems) for name, elems in self._base.elements.items()},
+        )
+        disjoint = True
+        for key in sorted(self._parts):
+            disjoint = rs.merge(self._parts[key][1]) and disjoint
+        self._overlap = not disjoint
+        return rs
+
+    def _patch(
+        self,
+        last: Ruleset,
+        old_parts: dict[ServiceKey, tuple[tuple | None, Ruleset] | None],
+        changes: dict[ServiceKey, tuple[tuple | None, Ruleset] | None],
+    ) -> Ruleset:
+        # Copies of the top-level dicts (fast, C-level) share every unchanged Chain and element
+        # dict with `last`; an element dict is copied only when this change touches it.
+        rs = Ruleset(chains=dict(last.chains), sets=dict(last.sets), elements=dict(last.elements),
+                     udp_destinations=dict(last.udp_destinations))
+        delta = Delta(base=last)
+        copied: set[str] = set()
+
+        def elems_of(name: str) -> dict[str, str]:
+            if name not in copied:
+                rs.elements[name] = dict(rs.elements.get(name) or {})
+                copied.add(name)
+            return rs.elements[name]
+
+        for old in old_parts.values():
+            if old is None:
+                continue
+            part = old[1]
+            for name in part.chains:
+                del rs.chains[name]
+                delta.chains.add(name)
+            for name in part.sets:
+                del rs.sets[name]
+                rs.elements.pop(name, None)
+                copied.discard(name)
+                delta.sets.add(name)
+            for name, elems in part.elements.items():
+                if name in part.sets:
+                    continue
+                target = elems_of(name)
+                for k in elems:
+                    target.pop(k, None)
+                delta.elements.setdefault(name, set()).update(elems)
+            for k in part.udp_destinations:
+                rs.udp_destinations.pop(k, None)
+        for entry in changes.values():
+            if entry is None:
+                continue
+            part = entry[1]
+            for name, chain in part.chains.items():
+                if name in rs.chains:
+                    raise ValueError(f"duplicate chain {name}")
+                rs.chains[name] = chain
+                delta.chains.add(name)
+            for name, s in part.sets.items():
+                if name in rs.sets:
+                    raise ValueError(f"duplicate set {name}")
+                rs.sets[name] = s
+                rs.elements[name] = {}
+                copied.add(name)
+                delta.sets.add(name)
+            for name, elems in part.elements.items():
+                target = elems_of(name)
+                for k, v in elems.items():
+                    if k in target:
+                        # Another Service holds this key too: only a full assembly orders them right.
+                        return self._assemble()
+                    target[k] = v
+                delta.elements.setdefault(name, set()).update(elems)
+            for k, v in part.udp_destinations.items():
+                if k in rs.udp_destinations:
+                    return self._assemble()
+                rs.udp_destinations[k] = v
+        # Only the newest result needs to know its base; dropping the older link keeps the
+        # history from pinning every ruleset ever built.
+        last.delta = None
+        rs.delta = delta
         return rs
 
 

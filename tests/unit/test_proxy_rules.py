@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 
 from skiff.proxy.conntrack import StaleFlow, stale_udp_flows
 from skiff.proxy.model import NodeContext, Ruleset
@@ -297,6 +298,93 @@ def test_builder_reuses_unchanged_services_by_resource_version():
     assert second.chains[api_chain.name] is api_chain  # reused object: the diff skips it cheaply
     assert second.chains.keys() == desired_ruleset(services, slices, NODE).chains.keys()
     assert len([c for c in chains_of(second, "endpoint-") if "/web/" in c.name]) == 2
+
+
+def _random_world(rng: random.Random, n: int) -> tuple[dict, dict]:
+    services, slices = {}, {}
+    for i in range(n):
+        services[i] = _random_service(rng, i)
+        slices[i] = _random_slice(rng, i)
+    return services, slices
+
+
+def _random_service(rng: random.Random, i: int) -> dict:
+    kind = rng.choice(["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"])
+    spec: dict = {"type": kind}
+    if kind != "ClusterIP":
+        spec["nodePort"] = 30000 + i
+    if kind == "LoadBalancer":
+        # Two Services may share an LB address and port: the builder must then still agree
+        # with a from-scratch build (the later Service wins the element).
+        spec["status"] = {"loadBalancer": {"ingress": [{"ip": f"172.30.9.{rng.randint(1, 4)}"}]}}
+    if rng.random() < 0.3:
+        spec["sessionAffinity"] = "ClientIP"
+    if kind != "ClusterIP" and rng.random() < 0.3:
+        spec["externalTrafficPolicy"] = "Local"
+    s = svc(f"s{i}", ip=f"10.60.0.{10 + i}", proto=rng.choice(["TCP", "UDP"]), **spec)
+    s["metadata"]["resourceVersion"] = str(rng.randint(1, 10**9))
+    return s
+
+
+def _random_slice(rng: random.Random, i: int) -> dict:
+    endpoints = [ep(f"10.50.{rng.randint(1, 2)}.{rng.randint(2, 40)}", rng.choice(["n1", "n2"]),
+                    ready=rng.random() < 0.8, serving=True, terminating=rng.random() < 0.2)
+                 for _ in range(rng.randint(0, 4))]
+    es = eps(f"s{i}", *endpoints)
+    es["metadata"]["resourceVersion"] = str(rng.randint(1, 10**9))
+    return es
+
+
+def _strip(rs: Ruleset) -> tuple:
+    return (rs.chains, rs.sets, {k: v for k, v in rs.elements.items()}, rs.udp_destinations)
+
+
+def test_incremental_builder_matches_a_full_build_and_a_full_diff():
+    """update() patches the last ruleset and diff() then looks only at its Delta: after every
+    random change both must agree with building from scratch and comparing everything."""
+    rng = random.Random(7)
+    services, slices = _random_world(rng, 12)
+    builder = RulesetBuilder(NODE)
+    prev = builder.build(list(services.values()), list(slices.values()))
+    for _ in range(150):
+        dirty = set()
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(12)
+            action = rng.random()
+            if action < 0.5:
+                slices[i] = _random_slice(rng, i)
+            elif action < 0.8:
+                services[i] = _random_service(rng, i)
+            elif action < 0.9:
+                services.pop(i, None)
+            else:
+                slices.pop(i, None)
+            dirty.add(("ns", f"s{i}"))
+        by_key = {("ns", s["metadata"]["name"]): s for s in services.values()}
+        slice_by_key = {("ns", es["metadata"]["labels"]["kubernetes.io/service-name"]): [es] for es in slices.values()}
+        new = builder.update(dirty, by_key.get, lambda k, index=slice_by_key: index.get(k, []))
+        scratch = desired_ruleset(list(services.values()), list(slices.values()), NODE)
+        assert _strip(new) == _strip(scratch)
+        fast = diff(prev, new)
+        new_delta, new.delta = new.delta, None
+        slow = diff(prev, new)
+        new.delta = new_delta
+        assert (fast is None) == (slow is None)
+        if fast is not None:
+            assert render_diff(fast, new, "t") == render_diff(slow, new, "t")
+        prev = new
+
+
+def test_builder_update_without_changes_returns_the_same_ruleset():
+    services, slices = _two_services([ep("10.50.1.2")])
+    for obj in services + slices:
+        obj["metadata"]["resourceVersion"] = "1"
+    builder = RulesetBuilder(NODE)
+    first = builder.build(services, slices)
+    by_key = {("ns", s["metadata"]["name"]): s for s in services}
+    again = builder.update([("ns", "web")], by_key.get, lambda k: [es for es in slices if es["metadata"]["labels"]["kubernetes.io/service-name"] == k[1]])
+    assert again is first
+    assert diff(first, again).is_empty()
 
 
 def test_stale_udp_conntrack_flows():
