@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from skiff.config import ClusterConfig
 from skiff.net import names
 
-NODE_SYSCTLS = {"net.ipv4.ip_forward": "1"}
+# NodePort and LoadBalancer traffic to an endpoint on another node leaves through the interface
+# it arrived on; a router then sends the client an ICMP redirect (rate-limited, but looked up per
+# packet). The client cannot use one (it addressed the node, not the pod), so nodes don't send them.
+NODE_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.send_redirects": "0"}
 
 
 @dataclass

@@ -94,7 +94,7 @@ def test_plan_routes_every_pod_cidr_and_nothing_outside():
     node_routes = [line for line in worker.lines if line.startswith("route add")]
     assert sorted(r.split()[2] for r in node_routes) == ["10.244.0.0/24", "10.244.2.0/24", c.service_cidr]
     assert not any("default" in line for line in worker.lines)
-    assert worker.sysctls == {"net.ipv4.ip_forward": "1"}
+    assert worker.sysctls == {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.send_redirects": "0"}
 
 
 def test_overlapping_routes_are_reported():
@@ -129,6 +129,7 @@ async def test_create_is_fast_reaches_nodes_and_routes_services_nowhere(cfg):
     for i in range(cfg.nodes):
         ns = node_netns(cfg, i)
         assert read_sysctl(ns, "net.ipv4.ip_forward") == "1"
+        assert read_sysctl(ns, "net.ipv4.conf.all.send_redirects") == "0"
         assert "unreachable" not in route_get(cfg.kubernetes_service_ip, ns).stdout
         # Nodes have no default route: nothing leaves the machine through them.
         assert route_get("8.8.8.8", ns).returncode != 0
