@@ -111,7 +111,7 @@ async def main() -> None:
 
         services_by_key = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
         slices_by_service = {slice_service_key(es): [es] for es in slices}
-        builds, applies, totals, sizes = [], [], [], []
+        builds, applies, totals, sizes, vias = [], [], [], [], []
         next_ip = ipaddress.ip_network(POD_CIDR)[60000]
         for k in range(args.changes):
             # One endpoint of one Service is replaced (a pod restarted with a new IP).
@@ -133,13 +133,18 @@ async def main() -> None:
             applies.append(t2 - t1)
             totals.append(t2 - t0)
             sizes.append(res.transaction.count("\n"))
+            vias.append(res.via)
 
         def line(label: str, vals: list[float]) -> str:
-            return f"{label:<14} median {statistics.median(vals) * 1000:7.1f} ms   p99 {pct(vals, 0.99) * 1000:7.1f} ms"
+            return f"{label:<18} median {statistics.median(vals) * 1000:7.1f} ms   p99 {pct(vals, 0.99) * 1000:7.1f} ms"
 
-        print(f"partial sync over {args.changes} one-endpoint changes ({statistics.median(sizes):.0f} nft lines each):")
+        paths = ", ".join(f"{vias.count(v)} via {v}" for v in sorted(set(vias)))
+        print(
+            f"partial sync over {args.changes} one-endpoint changes "
+            f"({statistics.median(sizes):.0f} nft lines each; {paths}):"
+        )
         print(line("  build", builds))
-        print(line("  apply (nft)", applies))
+        print(line(f"  apply ({'/'.join(sorted(set(vias)))})", applies))
         print(line("  total", totals))
         full_total = build_full + apply_full
         print(
