@@ -4,11 +4,18 @@ latency (Service POST -> first TCP connection to its ClusterIP from a pod).
 
 Run as root: .venv/bin/python bench/service_traffic.py [--duration 3] [--rounds 3] [--services 20]
 
-- Load: wrk (-t2 -c20 by default, bounded duration) against 3 hello-app replicas behind one
-  LoadBalancer Service. The ClusterIP and its baseline (a pod IP) are loaded from inside a client
-  pod's network namespace (`ip netns exec`); the NodePort (on the control-plane node), the LB IP
-  and their baseline (the same pod IP) from the host. Targets run in interleaved rounds and the
-  median round per target is reported, so other load on the machine hits all targets alike.
+- Load: wrk (-t2 -c20 by default, bounded duration). The ratios that the target applies to compare
+  the same backend process reached two ways: one hello-app pod ("solo", on a worker node) behind
+  its own LoadBalancer Service, against that pod's IP. The client pod and the NodePort node (the
+  control-plane) are on another node, so every Service connection crosses nodes, the costliest
+  path. The ClusterIP and its baseline are loaded from inside the client pod's network namespace
+  (`ip netns exec`); the NodePort, the LB IP and their baseline from the host.
+- Also shown: the same Service types in front of 3 replicas, against the same one-pod baseline.
+  Those ratios also carry the cost of spreading the load over three backend processes on a
+  2-core machine (more user CPU per request: fewer requests per wakeup, more context switches),
+  which is not the proxy's; the bench prints user/system/softirq CPU per request to show it.
+- Targets run in interleaved rounds and the median round per target is reported, so other load
+  on the machine hits all targets alike.
 - Programming latency: a small connect loop runs in the client pod's netns; the bench POSTs a
   ClusterIP Service selecting the ready pods and times until that loop's first successful connect.
 - Then bench/proxy_sync.py (5,000 Services, one endpoint change) runs as its own process, after
@@ -58,10 +65,34 @@ spec:
   selector: {app: hello}
   ports: [{port: 80, targetPort: 8080}]
 ---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: solo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: solo}}
+  template:
+    metadata: {labels: {app: solo}}
+    spec:
+      nodeName: WORKER_NODE
+      containers:
+      - name: hello
+        image: HELLO_IMAGE
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo}
+spec:
+  type: LoadBalancer
+  selector: {app: solo}
+  ports: [{port: 80, targetPort: 8080}]
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: client, labels: {bench: client}}
 spec:
+  nodeName: CLIENT_NODE
   containers:
   - {name: pause, image: "registry.k8s.io/pause:3.10"}
 """.replace("HELLO_IMAGE", HELLO)
@@ -102,7 +133,9 @@ def wrk(url: str, duration: float, connections: int = 20, threads: int = 2, netn
     argv.append(url)
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
+    before = _cpu_ticks()
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30).stdout
+    after = _cpu_ticks()
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m:
         raise RuntimeError(f"wrk {url} failed:\n{out}")
@@ -112,8 +145,19 @@ def wrk(url: str, duration: float, connections: int = 20, threads: int = 2, netn
         lat[q] = float(lm.group(1)) * _UNITS[lm.group(2)]
     errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(m.group(1)), "p50": lat["50"], "p99": lat["99"],
+    requests = float(m.group(1)) * max(1, round(duration))
+    cpu = {k: (after[k] - before[k]) / _HZ / requests * 1e6 for k in after}
+    return {"rps": float(m.group(1)), "p50": lat["50"], "p99": lat["99"], "cpu_us": cpu,
             "errors": errors + (int(non2xx.group(1)) if non2xx else 0)}
+
+
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks() -> dict[str, int]:
+    """Machine-wide CPU ticks by kind, from /proc/stat (user+nice, system, softirq+irq)."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return {"user": f[0] + f[1], "system": f[2], "softirq": f[5] + f[6]}
 
 
 def interleaved(targets: dict[str, dict], rounds: int, duration: float, **wrk_args) -> dict[str, dict]:
@@ -138,28 +182,44 @@ def wait_connectable(host: str, port: int, netns: str | None = None, timeout: fl
         time.sleep(0.1)
 
 
-def setup(cluster: Cluster) -> dict:
-    k = cluster.kubectl
-    k("apply", "-f", "-", input=APP)
-    hello = wait_pods_ready(cluster, "app=hello", 3)
-    client = wait_pods_ready(cluster, "bench=client", 1)[0]
+def wait_lb_ip(cluster: Cluster, name: str) -> tuple[dict, str]:
     deadline = time.monotonic() + 15
     while True:
-        svc = json.loads(k("get", "svc", "hello", "-o", "json"))
+        svc = json.loads(cluster.kubectl("get", "svc", name, "-o", "json"))
         lb = (svc["status"].get("loadBalancer", {}).get("ingress") or [{}])[0].get("ip")
         if lb:
-            break
+            return svc, lb
         if time.monotonic() > deadline:
-            raise RuntimeError("no LoadBalancer address")
+            raise RuntimeError(f"no LoadBalancer address for {name}")
         time.sleep(0.1)
-    # A pod on another node than the client, so the baseline crosses nodes as most Service traffic does.
-    pod = next((p for p in hello if p["spec"]["nodeName"] != client["spec"]["nodeName"]), hello[0])
-    info = {"client_ns": pod_netns(client), "pod_ip": pod["status"]["podIP"], "cluster_ip": svc["spec"]["clusterIP"],
-            "node_port": svc["spec"]["ports"][0]["nodePort"], "node_ip": cluster.cfg.node_ip(0), "lb_ip": lb,
+
+
+def lb_node(lb_ip: str) -> str:
+    """The node IP the host routes a LoadBalancer address to."""
+    out = subprocess.run(["ip", "-j", "route", "get", lb_ip], capture_output=True, text=True).stdout
+    return (json.loads(out or "[{}]")[0]).get("gateway", "?")
+
+
+def setup(cluster: Cluster) -> dict:
+    k = cluster.kubectl
+    k("apply", "-f", "-", input=APP.replace("WORKER_NODE", cluster.cfg.node_name(1))
+      .replace("CLIENT_NODE", cluster.cfg.node_name(0)))
+    hello = wait_pods_ready(cluster, "app=hello", 3)
+    solo = wait_pods_ready(cluster, "app=solo", 1)[0]
+    client = wait_pods_ready(cluster, "bench=client", 1)[0]
+    svc, lb = wait_lb_ip(cluster, "hello")
+    solo_svc, solo_lb = wait_lb_ip(cluster, "solo")
+    info = {"client_ns": pod_netns(client), "pod_ip": solo["status"]["podIP"], "pod_node": solo["spec"]["nodeName"],
+            "cluster_ip": svc["spec"]["clusterIP"], "node_port": svc["spec"]["ports"][0]["nodePort"],
+            "node_ip": cluster.cfg.node_ip(0), "lb_ip": lb,
+            "solo_cluster_ip": solo_svc["spec"]["clusterIP"], "solo_node_port": solo_svc["spec"]["ports"][0]["nodePort"],
+            "solo_lb_ip": solo_lb, "solo_lb_node": lb_node(solo_lb),
             "pod_nodes": sorted(p["spec"]["nodeName"] for p in hello), "client_node": client["spec"]["nodeName"]}
-    wait_connectable(info["cluster_ip"], 80, info["client_ns"])
-    wait_connectable(info["node_ip"], info["node_port"])
-    wait_connectable(lb, 80)
+    for host, port in ((info["cluster_ip"], 80), (info["solo_cluster_ip"], 80)):
+        wait_connectable(host, port, info["client_ns"])
+    for host, port in ((info["node_ip"], info["node_port"]), (info["node_ip"], info["solo_node_port"]),
+                       (lb, 80), (solo_lb, 80)):
+        wait_connectable(host, port)
     return info
 
 
@@ -196,7 +256,9 @@ async def programming_latency(cluster: Cluster, client_ns: str, n: int) -> list[
 
 def row(name: str, r: dict, base: dict | None) -> str:
     ratio = f"{r['rps'] / base['rps']:8.2f}" if base else f"{'-':>8}"
-    return f"{name:34} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d} {ratio}"
+    cpu = r["cpu_us"]
+    return (f"{name:36} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d} {ratio}   "
+            f"{cpu['user']:5.1f} {cpu['system']:6.1f} {cpu['softirq']:7.1f}")
 
 
 def main() -> None:
@@ -215,12 +277,18 @@ def main() -> None:
         cluster.up()
         info = setup(cluster)
         ns = info["client_ns"]
+        pod = f"http://{info['pod_ip']}:8080/"
         targets = {
-            "pod IP, from a pod (baseline)": {"url": f"http://{info['pod_ip']}:8080/", "netns": ns},
-            "ClusterIP, from a pod": {"url": f"http://{info['cluster_ip']}/", "netns": ns},
-            "pod IP, from the host (baseline)": {"url": f"http://{info['pod_ip']}:8080/"},
-            "NodePort, from the host": {"url": f"http://{info['node_ip']}:{info['node_port']}/"},
-            "LoadBalancer IP, from the host": {"url": f"http://{info['lb_ip']}/"},
+            # One backend pod, reached directly and through its Service: the data path's cost.
+            "pod IP, from a pod (baseline)": {"url": pod, "netns": ns},
+            "ClusterIP, from a pod": {"url": f"http://{info['solo_cluster_ip']}/", "netns": ns},
+            "pod IP, from the host (baseline)": {"url": pod},
+            "NodePort, from the host": {"url": f"http://{info['node_ip']}:{info['solo_node_port']}/"},
+            "LoadBalancer IP, from the host": {"url": f"http://{info['solo_lb_ip']}/"},
+            # Three replicas behind the Service, against the same one-pod baselines.
+            "3 replicas: ClusterIP, from a pod": {"url": f"http://{info['cluster_ip']}/", "netns": ns},
+            "3 replicas: NodePort, from the host": {"url": f"http://{info['node_ip']}:{info['node_port']}/"},
+            "3 replicas: LoadBalancer IP, host": {"url": f"http://{info['lb_ip']}/"},
         }
         res = interleaved(targets, args.rounds, args.duration, connections=args.connections, threads=args.threads)
         prog = asyncio.run(programming_latency(cluster, ns, args.services))
@@ -229,18 +297,22 @@ def main() -> None:
         cluster.down()
 
     print(f"load average during run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} CPUs; "
-          f"3 hello-app pods on {', '.join(info['pod_nodes'])}; client pod on {info['client_node']}")
+          f"client pod and NodePort node: {info['client_node']}; the one backend pod on {info['pod_node']}, "
+          f"its LB address routed to node {info['solo_lb_node']}; 3 replicas on {', '.join(info['pod_nodes'])}")
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} interleaved rounds "
-          f"(median); ratio = req/s vs the baseline above it")
-    print(f"{'target':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>8}")
-    names = list(res)
-    pod_base, host_base = res[names[0]], res[names[2]]
-    for name in names:
-        base = pod_base if name.startswith("ClusterIP") else host_base if "baseline" not in name else None
-        print(row(name, res[name], base))
-    ratios = [res[names[1]]["rps"] / pod_base["rps"], res[names[3]]["rps"] / host_base["rps"],
-              res[names[4]]["rps"] / host_base["rps"]]
-    print(f"target ratio >= 0.9: {'met' if min(ratios) >= 0.9 else 'NOT met'} (lowest {min(ratios):.2f})")
+          f"(median); ratio = req/s vs the baseline of the same client; CPU = machine-wide microseconds per request")
+    print(f"{'target':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>8}   "
+          f"{'user':>5} {'system':>6} {'softirq':>7}")
+    pod_base, host_base = res["pod IP, from a pod (baseline)"], res["pod IP, from the host (baseline)"]
+    ratios = {}
+    for name, r in res.items():
+        base = None if "baseline" in name else pod_base if "from a pod" in name else host_base
+        if base is not None:
+            ratios[name] = r["rps"] / base["rps"]
+        print(row(name, r, base))
+    solo = [v for n, v in ratios.items() if not n.startswith("3 replicas")]
+    print(f"target ratio >= 0.9 (one backend, Service vs pod IP): {'met' if min(solo) >= 0.9 else 'NOT met'} "
+          f"(lowest {min(solo):.2f}); with 3 replicas: lowest {min(v for n, v in ratios.items() if n.startswith('3')):.2f}")
     print(f"network programming latency, Service POST -> first connect to ClusterIP from a pod, "
           f"{len(prog)} Services: p50 {statistics.median(prog) * 1000:.0f} ms   p99 {pct(prog, 0.99) * 1000:.0f} ms"
           f"   max {max(prog) * 1000:.0f} ms")

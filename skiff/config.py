@@ -25,7 +25,7 @@ def skiff_home() -> Path:
 class ClusterConfig:
     name: str = "skiff"
     nodes: int = 3
-    # Node network: the host is .1 on the node bridge; node i (1-based) is .(i+1).
+    # Node network: the host is .1 (on its macvlan); node i (1-based) is .(i+1).
     node_cidr: str = "172.18.0.0/16"
     # Each node owns one /24 of this: node i gets 10.244.(i-1).0/24.
     pod_cidr: str = "10.244.0.0/16"
@@ -76,7 +76,7 @@ class ClusterConfig:
 
     @property
     def in_cluster_server_url(self) -> str:
-        """How node agents and system pods reach it: the host's address on the node bridge."""
+        """How node agents and system pods reach it: the host's address on the node network."""
         return f"https://{self.host_ip}:{self.api_port}"
 
     # ---- persistence -------------------------------------------------------------------

@@ -16,7 +16,7 @@ import logging
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.controllers.base import NODES, SERVICES, SLICES, EventRecorder, replace_status
-from skiff.net.names import bridge_name
+from skiff.net.names import host_link_name
 
 log = logging.getLogger("skiff.controllers.loadbalancer")
 LB_CLASS = "skiff.dev/lb"
@@ -57,7 +57,7 @@ async def run(ctx) -> None:
     client = ctx.client
     cfg = ctx.cfg
     pool = parse_pool(cfg.lb_pool)
-    bridge = bridge_name(cfg.name)
+    host_link = host_link_name(cfg.name)
     services = ctx.informer(SERVICES)
     nodes = ctx.informer(NODES)
     slices = ctx.informer(SLICES)
@@ -123,7 +123,7 @@ async def run(ctx) -> None:
             return
         if routes.get(ip) == via:
             return
-        rc, err = await _ip("route", "replace", f"{ip}/32", "via", via, "dev", bridge)
+        rc, err = await _ip("route", "replace", f"{ip}/32", "via", via, "dev", host_link)
         if rc == 0:
             routes[ip] = via
         else:

@@ -53,8 +53,8 @@ def destroy_cluster_network_sync(cluster_name: str) -> None:
     kill_netns_processes(namespaces)
     links = cluster_links(cluster_name)
     bridges = [link for link in links if link == names.bridge_name(cluster_name)]
-    # Veths first: deleting one end removes its peer in the node namespace immediately, while a
-    # deleted namespace would release its devices only later, in the kernel's cleanup worker.
+    # The bridge last: deleting it also removes every macvlan on it at once, the nodes' eth0 in
+    # their namespaces included, while a deleted namespace would release its devices only later.
     ip_batch_sync([f"link del {link}" for link in links if link not in bridges] +
                   [f"link del {link}" for link in bridges], force=True)
     # Pods before nodes, so a node's pod veths are gone with the pod namespaces.

@@ -7,10 +7,11 @@ cleanup can find them without any state file:
   (``demo-control-plane``, ``demo-worker``, ``demo-worker2``), giving ``skiff-demo-worker``.
 - pod network namespace: ``<node netns>.<namespace>.<pod name>.<uid prefix>``. The dot cannot occur
   in cluster or node names, so the part before the first dot always names the node exactly.
-- host links: ``sk<tag>br`` (the node bridge) and ``sk<tag>n<i>`` (node i's veth), where the tag is
-  5 hex digits of sha1(cluster name), because link names are limited to 15 bytes. Both also carry
-  the link alias ``skiff:<cluster>``, so a tag collision between two clusters is detected instead
-  of one cluster deleting the other's links.
+- host links: ``sk<tag>br`` (the node network's parent bridge) and ``sk<tag>h`` (the host's macvlan
+  on it), where the tag is 5 hex digits of sha1(cluster name), because link names are limited to
+  15 bytes. Both also carry the link alias ``skiff:<cluster>``, so a tag collision between two
+  clusters is detected instead of one cluster deleting the other's links. A node's ``eth0`` is
+  created inside its namespace and goes with it.
 - host routes are tagged with protocol `ROUTE_PROTO`; the unreachable service route also has a
   per-cluster metric, so that two clusters sharing a service range each own their own route.
 """
@@ -44,9 +45,9 @@ def bridge_name(cluster: str) -> str:
     return f"{link_prefix(cluster)}br"
 
 
-def node_veth_name(cluster: str, index: int) -> str:
-    """Host-side end of node `index`'s veth (the node side is ``eth0`` inside the node netns)."""
-    return f"{link_prefix(cluster)}n{index}"
+def host_link_name(cluster: str) -> str:
+    """The host's macvlan on the node network, which carries the host's address and routes."""
+    return f"{link_prefix(cluster)}h"
 
 
 def service_route_metric(cluster: str) -> int:

@@ -1,4 +1,4 @@
-"""Building a cluster's network in the kernel: node bridge, node namespaces, routes, sysctls.
+"""Building a cluster's network in the kernel: node network links, node namespaces, routes, sysctls.
 
     plan = await create_cluster_network(cfg)      # `skiff up`, as root, in the host namespaces
     netns = node_netns(cfg, 0)                    # "skiff-demo-control-plane"
@@ -39,7 +39,8 @@ def _link_alias(link: str) -> str | None:
 
 def cluster_network_exists(cfg: ClusterConfig) -> bool:
     plan = plan_cluster_network(cfg)
-    return _link_alias(plan.bridge) == names.link_alias(cfg.name) and all(
+    alias = names.link_alias(cfg.name)
+    return _link_alias(plan.bridge) == alias and _link_alias(plan.host_link) == alias and all(
         netns_exists(n.netns) for n in plan.nodes
     )
 

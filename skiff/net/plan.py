@@ -1,12 +1,19 @@
 """The cluster network as data: which `ip` commands build it, per namespace (pure, no kernel).
 
-Shape: a bridge in the host namespace carries the node network; the host owns its first address.
-Each node is a network namespace whose ``eth0`` is a veth into the bridge. Each node owns a pod
-CIDR; its first address (the pods' gateway) sits on the node's loopback, and every pod gets a
-/32 route on its own veth (see skiff.node.sandbox). Pod CIDRs of other nodes are routed via their
+Shape: the node network is one layer-2 segment of macvlan links in bridge mode on a port-less
+bridge device in the host namespace. The host has one of them and owns the network's first
+address; each node is a network namespace whose ``eth0`` is another. Each node owns a pod CIDR;
+its first address (the pods' gateway) sits on the node's loopback, and every pod gets a /32
+route on its own veth (see skiff.node.sandbox). Pod CIDRs of other nodes are routed via their
 node IPs, both on the host and on every node, so the host, every node and every pod reach every
-pod through the bridge with forwarding enabled only inside node namespaces; the host's
-ip_forward is left alone.
+pod with forwarding enabled only inside node namespaces; the host's ip_forward is left alone.
+
+Why macvlan rather than veths on the bridge: macvlan delivers a frame between two of its links
+directly, once, where a veth pair into a bridge costs two device hops, the bridge itself and the
+host's bridge netfilter hooks (br_netfilter is often on for Docker). NodePort and LoadBalancer
+traffic to an endpoint on another node crosses the node network twice, so that path gained the
+most (bench/service_traffic.py). The bridge only gives the links a parent that is always up; it
+has no ports, so nothing the links send to an unknown address goes anywhere.
 
 Nothing leads out of the machine: nodes have no default route, and the host routes the service
 range to an `unreachable` route, so packets to a ClusterIP never follow the host's default route.
@@ -36,7 +43,6 @@ class NodePlan:
     ip: str
     pod_cidr: str
     pod_gateway: str
-    host_veth: str
     lines: list[str] = field(default_factory=list)  # `ip -n <netns> -batch` input
     sysctls: dict[str, str] = field(default_factory=dict)
 
@@ -45,6 +51,7 @@ class NodePlan:
 class ClusterNetworkPlan:
     cluster: str
     bridge: str
+    host_link: str  # the host's macvlan on the node network, which holds the host's address
     host_lines: list[str]  # `ip -batch` input for the host namespace
     nodes: list[NodePlan]
 
@@ -59,6 +66,7 @@ def plan_cluster_network(cfg: ClusterConfig) -> ClusterNetworkPlan:
     node_net = ipaddress.ip_network(cfg.node_cidr)
     plen = node_net.prefixlen
     bridge = names.bridge_name(cfg.name)
+    host_link = names.host_link_name(cfg.name)
     alias = names.link_alias(cfg.name)
     proto = names.ROUTE_PROTO
 
@@ -70,27 +78,24 @@ def plan_cluster_network(cfg: ClusterConfig) -> ClusterNetworkPlan:
             ip=cfg.node_ip(i),
             pod_cidr=cfg.node_pod_cidr(i),
             pod_gateway=pod_gateway(cfg.node_pod_cidr(i)),
-            host_veth=names.node_veth_name(cfg.name, i),
         )
         for i in range(cfg.nodes)
     ]
 
     host = [f"netns add {n.netns}" for n in nodes]
     host += [
-        # No STP and no forward delay: ports forward as soon as they are up.
-        f"link add {bridge} type bridge forward_delay 0 stp_state 0",
+        f"link add {bridge} type bridge",
         f'link set {bridge} alias "{alias}"',
-        f"addr add {cfg.host_ip}/{plen} dev {bridge}",
         f"link set {bridge} up",
+        f"link add {host_link} link {bridge} type macvlan mode bridge",
+        f'link set {host_link} alias "{alias}"',
+        f"addr add {cfg.host_ip}/{plen} dev {host_link}",
+        f"link set {host_link} up",
     ]
+    # Created straight inside the node's namespace: no host-side end to name, clean up or leak.
+    host += [f"link add eth0 link {bridge} netns {n.netns} type macvlan mode bridge" for n in nodes]
     for n in nodes:
-        host += [
-            f"link add {n.host_veth} type veth peer name eth0 netns {n.netns}",
-            f'link set {n.host_veth} alias "{alias}"',
-            f"link set {n.host_veth} master {bridge} up",
-        ]
-    for n in nodes:
-        host.append(f"route add {n.pod_cidr} via {n.ip} dev {bridge} proto {proto}")
+        host.append(f"route add {n.pod_cidr} via {n.ip} dev {host_link} proto {proto}")
     host.append(
         f"route add unreachable {cfg.service_cidr} metric {names.service_route_metric(cfg.name)} proto {proto}"
     )
@@ -110,7 +115,7 @@ def plan_cluster_network(cfg: ClusterConfig) -> ClusterNetworkPlan:
         n.lines.append(f"route add {cfg.service_cidr} via {cfg.host_ip} dev eth0 proto {proto}")
         n.sysctls = dict(NODE_SYSCTLS)
 
-    return ClusterNetworkPlan(cluster=cfg.name, bridge=bridge, host_lines=host, nodes=nodes)
+    return ClusterNetworkPlan(cluster=cfg.name, bridge=bridge, host_link=host_link, host_lines=host, nodes=nodes)
 
 
 def overlapping_routes(cfg: ClusterConfig, routes: list[dict]) -> list[str]:

@@ -41,7 +41,7 @@ def leftovers(cfg: ClusterConfig) -> list[str]:
     routes = json.loads(subprocess.run(["ip", "-4", "-j", "route", "show", "proto", str(names.ROUTE_PROTO)],
                                        capture_output=True, text=True).stdout or "[]")
     found += [r["dst"] for r in routes
-              if r.get("dev") == names.bridge_name(cfg.name) or r.get("metric") == names.service_route_metric(cfg.name)]
+              if r.get("dev") in (names.bridge_name(cfg.name), names.host_link_name(cfg.name)) or r.get("metric") == names.service_route_metric(cfg.name)]
     found += [d for d in os.listdir("/etc/netns") if names.belongs_to_cluster(cfg.name, d)] \
         if os.path.isdir("/etc/netns") else []
     return found
@@ -66,7 +66,7 @@ def cfg():
 
 
 def test_names_fit_linux_limits_and_never_claim_another_cluster():
-    assert len(names.node_veth_name("a-very-long1", 99)) <= names.IFNAMSIZ
+    assert len(names.host_link_name("a-very-long1")) <= names.IFNAMSIZ
     assert len(names.bridge_name("x")) <= names.IFNAMSIZ
     c = ClusterConfig(name="a")
     assert node_netns(c, 0) == "skiff-a-control-plane"
@@ -86,6 +86,9 @@ def test_plan_routes_every_pod_cidr_and_nothing_outside():
     c = ClusterConfig(name="p", nodes=3)
     plan = plan_cluster_network(c)
     host = "\n".join(plan.host_lines)
+    # One layer-2 segment of macvlans: the host's holds its address, each node's eth0 is made in place.
+    assert f"addr add {c.host_ip}/16 dev {plan.host_link}" in host
+    assert host.count(f"link {plan.bridge} netns ") == 3 and "veth" not in host
     for i in range(3):
         assert f"route add {c.node_pod_cidr(i)} via {c.node_ip(i)}" in host
     assert f"route add unreachable {c.service_cidr}" in host
