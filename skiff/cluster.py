@@ -165,11 +165,13 @@ def _bring_up(cfg: ClusterConfig, progress: Progress, wait: bool) -> ClusterConf
     cp_log = state / "logs" / "controlplane.log"
     cp = _spawn([sys.executable, "-m", "skiff", "controlplane", "--state-dir", str(state)], cp_log,
                 state / "controlplane.pid")
+    # The node agents start alongside the control plane: their start-up (mostly Python imports)
+    # then overlaps its own on the other core, and they retry registering until the API answers.
+    for i in range(cfg.nodes):
+        _start_agent(cfg, i)
     _wait_for(ready_file.exists, 30, "the control plane to start", cp, cp_log)
     progress(f" ✓ Control plane ready at {cfg.server_url}")
 
-    for i in range(cfg.nodes):
-        _start_agent(cfg, i)
     _wait_for(lambda: _ready_nodes(cfg) >= cfg.nodes, 30, f"{cfg.nodes} nodes to be Ready")
     _wait_for((state / "controller-manager.ready").exists, 30, "the controller manager to start", cp, cp_log)
     progress(f" ✓ {cfg.nodes} nodes Ready ({', '.join(cfg.node_name(i) for i in range(cfg.nodes))})")

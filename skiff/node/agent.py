@@ -70,7 +70,8 @@ class NodeAgent:
             except Exception as e:  # aiohttp connection errors
                 log.warning("registering node %s: %r", self.name, e)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            # Agents start alongside the control plane: poll briskly, as that is seconds at most.
+            delay = min(delay * 2, 0.2)
 
     async def _register_once(self) -> None:
         now = meta.now_rfc3339()
