@@ -43,52 +43,35 @@ from tests.support import Cluster  # noqa: E402
 
 HELLO = "gcr.io/google-samples/hello-app:1.0"
 
-APP = """
+def hello_app(name: str, replicas: int, node: str | None = None) -> str:
+    """A hello-app Deployment (pinned to `node` if given) behind a LoadBalancer Service, both `name`."""
+    pin = f"\n      nodeName: {node}" if node else ""
+    return f"""
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: hello}
+metadata: {{name: {name}}}
 spec:
-  replicas: 3
-  selector: {matchLabels: {app: hello}}
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: {name}}}}}
   template:
-    metadata: {labels: {app: hello}}
-    spec:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:{pin}
       containers:
       - name: hello
-        image: HELLO_IMAGE
-        ports: [{containerPort: 8080}]
+        image: {HELLO}
+        ports: [{{containerPort: 8080}}]
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: hello}
+metadata: {{name: {name}}}
 spec:
   type: LoadBalancer
-  selector: {app: hello}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: solo}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: solo}}
-  template:
-    metadata: {labels: {app: solo}}
-    spec:
-      nodeName: WORKER_NODE
-      containers:
-      - name: hello
-        image: HELLO_IMAGE
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: solo}
-spec:
-  type: LoadBalancer
-  selector: {app: solo}
-  ports: [{port: 80, targetPort: 8080}]
----
+  selector: {{app: {name}}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"""
+
+
+CLIENT = """
 apiVersion: v1
 kind: Pod
 metadata: {name: client, labels: {bench: client}}
@@ -96,7 +79,7 @@ spec:
   nodeName: CLIENT_NODE
   containers:
   - {name: pause, image: "registry.k8s.io/pause:3.10"}
-""".replace("HELLO_IMAGE", HELLO)
+"""
 
 # Runs in the client pod's netns. For each "ip port" line: connect until one succeeds (a refused
 # or unreachable attempt fails at once; a dropped SYN is cut short by the 20 ms timeout) and
@@ -203,8 +186,9 @@ def lb_node(lb_ip: str) -> str:
 
 def setup(cluster: Cluster) -> dict:
     k = cluster.kubectl
-    k("apply", "-f", "-", input=APP.replace("WORKER_NODE", cluster.cfg.node_name(1))
-      .replace("CLIENT_NODE", cluster.cfg.node_name(0)))
+    manifests = [hello_app("hello", 3), hello_app("solo", 1, cluster.cfg.node_name(1)),
+                 CLIENT.replace("CLIENT_NODE", cluster.cfg.node_name(0))]
+    k("apply", "-f", "-", input="\n---".join(manifests))
     hello = wait_pods_ready(cluster, "app=hello", 3)
     solo = wait_pods_ready(cluster, "app=solo", 1)[0]
     client = wait_pods_ready(cluster, "bench=client", 1)[0]

@@ -284,12 +284,16 @@ def test_diff_requires_full_sync_when_set_shape_changes():
     assert diff(desired_ruleset([s1], slices, NODE), desired_ruleset([s2], slices, NODE)) is None
 
 
-def test_builder_reuses_unchanged_services_by_resource_version():
+def _versioned_two_services() -> tuple[list[dict], list[dict], RulesetBuilder, Ruleset]:
     services, slices = _two_services([ep("10.50.1.2")])
     for obj in services + slices:
         obj["metadata"]["resourceVersion"] = "1"
     builder = RulesetBuilder(NODE)
-    first = builder.build(services, slices)
+    return services, slices, builder, builder.build(services, slices)
+
+
+def test_builder_reuses_unchanged_services_by_resource_version():
+    services, slices, builder, first = _versioned_two_services()
     api_chain = next(c for c in chains_of(first, "service-") if "/api/" in c.name)
     slices[0] = copy.deepcopy(slices[0])
     slices[0]["endpoints"].append(ep("10.50.1.3"))
@@ -376,11 +380,7 @@ def test_incremental_builder_matches_a_full_build_and_a_full_diff():
 
 
 def test_builder_update_without_changes_returns_the_same_ruleset():
-    services, slices = _two_services([ep("10.50.1.2")])
-    for obj in services + slices:
-        obj["metadata"]["resourceVersion"] = "1"
-    builder = RulesetBuilder(NODE)
-    first = builder.build(services, slices)
+    services, slices, builder, first = _versioned_two_services()
     by_key = {("ns", s["metadata"]["name"]): s for s in services}
     again = builder.update([("ns", "web")], by_key.get, lambda k: [es for es in slices if es["metadata"]["labels"]["kubernetes.io/service-name"] == k[1]])
     assert again is first
