@@ -16,6 +16,8 @@ from skiff.client.rest import ClientError
 from skiff.controllers.base import NODES, PODS, EventRecorder, split_key
 
 log = logging.getLogger("skiff.scheduler")
+# Bindings in flight at once: enough to keep the API server busy during a burst of new pods.
+BIND_CONCURRENCY = 16
 
 
 def node_is_ready(node: dict) -> bool:
@@ -82,6 +84,8 @@ async def run(ctx) -> None:
     recorder = EventRecorder(client, "default-scheduler")
     # Bindings made but not yet seen in the cache count towards spreading immediately.
     assumed: dict[str, str] = {}
+    binds: set[asyncio.Task] = set()
+    binding_slots = asyncio.Semaphore(BIND_CONCURRENCY)
 
     def pending(pod: dict) -> bool:
         spec = pod.get("spec", {})
@@ -131,19 +135,27 @@ async def run(ctx) -> None:
                 view.append({**p, "spec": {**p.get("spec", {}), "nodeName": node_name}})
         node = score(pod, feasible, view)
         node_name = node["metadata"]["name"]
+        # Assume the binding before it is written, as kube-scheduler does, so that a pod scheduled
+        # concurrently already counts this one when spreading; then bind in the background, as
+        # kube-scheduler's binding cycle does, so the next pod is placed without waiting for the API.
+        assumed[key] = node_name
+        task = asyncio.get_running_loop().create_task(bind(key, pod, node_name), name=f"bind-{key}")
+        binds.add(task)
+        task.add_done_callback(binds.discard)
+
+    async def bind(key: str, pod: dict, node_name: str) -> None:
         ns, name = split_key(key)
         binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
-        # Assume the binding before it is written, as kube-scheduler does, so that a pod scheduled
-        # concurrently already counts this one when spreading.
-        assumed[key] = node_name
-        try:
-            await client.request("POST", client.path(PODS, ns, name, "binding"), body=binding)
-        except ClientError as e:
-            assumed.pop(key, None)
-            if e.code in (404, 409):
+        async with binding_slots:
+            try:
+                await client.request("POST", client.path(PODS, ns, name, "binding"), body=binding)
+            except Exception as e:
+                assumed.pop(key, None)
+                if not (isinstance(e, ClientError) and e.code in (404, 409)):  # gone, or bound elsewhere
+                    log.warning("binding %s to %s failed: %s", key, node_name, e)
+                    queue.add_rate_limited(key)
                 return
-            raise
         await recorder.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}")
 
     await asyncio.gather(run_workers(queue, schedule, workers=2, name="scheduler"))
