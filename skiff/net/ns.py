@@ -9,7 +9,9 @@ host and the other agents cannot see them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import os
 import signal
 import threading
@@ -94,6 +96,21 @@ def kill_netns_processes(names: Iterable[str], timeout: float = 3.0) -> list[int
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_MNT_DETACH = 2
+
+
+def remove_netns_pin(name: str) -> None:
+    """What `ip netns del` does, without its process: detach the bind mount that pins the
+    namespace at /run/netns/<name>, then remove the file. The namespace itself goes once nothing
+    uses it any more. Missing pins are fine."""
+    path = netns_path(name)
+    if _libc.umount2(path.encode(), _MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not a mount point (a half-made pin)
+            raise OSError(err, f"umount {path}: {os.strerror(err)}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def call_in_netns(netns: str, fn: Callable[[], T]) -> T:

@@ -98,6 +98,13 @@ _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sbrk.argtypes = [ctypes.c_long]
 _libc.sbrk.restype = ctypes.c_void_p
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_MS_RDONLY, _MS_BIND, _MS_REC, _MS_SLAVE = 0x1, 0x1000, 0x4000, 0x80000
+_MNT_DETACH = 2
+_ST_RDONLY = 1
 
 
 def _check(result: int, what: str) -> None:
@@ -112,6 +119,11 @@ def _set_pdeathsig(sig: int) -> None:
 
 def setns(fd: int, kind: str) -> None:
     _check(_libc.setns(fd, _NS_FLAGS[kind]), f"setns {kind}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+    _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags, None),
+           f"mount {source} on {target}")
 
 
 class _MMMap(ctypes.Structure):
@@ -293,6 +305,84 @@ def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> N
         _send(sock, {"op": "started", "id": req["id"], "pid": pid})
 
 
+def _sandbox_child(req: dict, sync_w: int) -> NoReturn:
+    """In the forked child: become a pod's sandbox holder ("pause"). Never returns.
+
+    The same result as `ip netns add <name>` followed by `ip netns exec <name> unshare --uts` and
+    a sleep, without a process of either: a new network namespace pinned at /run/netns/<name>
+    (bound while still in the host's mount namespace, so everyone sees it), then a private mount
+    namespace with the pod's /etc/netns/<name>/* files bound over /etc and a /sys that describes
+    the new network namespace, and a UTS namespace with the pod's hostname.
+    """
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        # No PR_SET_PDEATHSIG: like the pause container, the holder outlives the agent's processes.
+        os.setsid()
+        _check(_libc.unshare(_NS_FLAGS["net"]), "unshare(CLONE_NEWNET)")
+        pin = req["netns_path"]
+        os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        _mount("/proc/self/ns/net", pin, None, _MS_BIND)
+        _check(_libc.unshare(_NS_FLAGS["mnt"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNS|CLONE_NEWUTS)")
+        _mount("none", "/", None, _MS_SLAVE | _MS_REC)  # our mounts must not reach the host's
+        etc_dir = req["etc_dir"]
+        for entry in sorted(os.listdir(etc_dir)):
+            if os.path.exists(os.path.join("/etc", entry)):
+                _mount(os.path.join(etc_dir, entry), os.path.join("/etc", entry), None, _MS_BIND)
+        flags = 0
+        if _libc.umount2(b"/sys", _MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & _ST_RDONLY:
+            flags = _MS_RDONLY
+        _mount(req["name"], "/sys", "sysfs", flags)
+        hostname = req["hostname"].encode()
+        _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        try:
+            set_process_args(["/pause"], {})
+        except OSError:
+            pass  # cosmetic: ps would show the fork server's command line
+        os.closerange(3, 1 << 20)  # also closes sync_w: the server reads EOF, meaning "ready"
+    except BaseException as exc:
+        try:
+            os.write(sync_w, f"{exc}".encode() or b"sandbox setup failed")
+        finally:
+            os._exit(127)
+    while True:
+        signal.pause()
+
+
+def _make_sandbox(sock: socket.socket, req: dict, fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+    missing = [k for k in ("name", "netns_path", "etc_dir", "hostname") if not isinstance(req.get(k), str)]
+    if missing:
+        _send(sock, {"op": "failed", "id": req.get("id"), "error": f"sandbox request without {', '.join(missing)}"})
+        return
+    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(sync_r)
+            _sandbox_child(req, sync_w)
+        finally:
+            os._exit(127)
+    os.close(sync_w)
+    error = b""
+    while chunk := os.read(sync_r, 4096):
+        error += chunk
+    os.close(sync_r)
+    if error:
+        os.waitpid(pid, 0)
+        _send(sock, {"op": "failed", "id": req["id"], "error": error.decode(errors="replace")})
+    else:
+        _send(sock, {"op": "started", "id": req["id"], "pid": pid})
+
+
 def _reap(sock: socket.socket) -> None:
     while True:
         try:
@@ -346,7 +436,10 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
                     os.close(fd)
                 _send(sock, {"op": "failed", "id": None, "error": str(exc)})
                 continue
-            _spawn(sock, req, fds, me)
+            if req.get("op") == "sandbox":
+                _make_sandbox(sock, req, fds)
+            else:
+                _spawn(sock, req, fds, me)
         _reap(sock)
 
 
@@ -545,6 +638,30 @@ class ForkServer:
             if not fut.done():
                 fut.cancel()
             self._pending.pop(rid, None)
+
+    async def sandbox(self, name: str, netns_path: str, etc_dir: str, hostname: str) -> int:
+        """Fork a pod's sandbox holder: a new network namespace pinned at `netns_path`, a mount
+        namespace with `etc_dir`'s files over /etc and a UTS namespace named `hostname`. Returns its
+        pid. Raises SpawnFailed when the child could not set it up (it may have pinned the network
+        namespace already: the caller removes it), ForkServerError when the server cannot be asked."""
+        rid = next(self._ids)
+        data = json.dumps({"op": "sandbox", "id": rid, "name": name, "netns_path": netns_path,
+                           "etc_dir": etc_dir, "hostname": hostname}).encode()
+        fut: asyncio.Future[ForkedChild] = self._loop.create_future()
+        self._pending[rid] = fut
+        try:
+            await self._send(data, [])
+            child = await asyncio.wait_for(asyncio.shield(fut), SPAWN_TIMEOUT)
+        except TimeoutError as exc:
+            self.kill()
+            raise ForkServerError(f"the fork server did not answer within {SPAWN_TIMEOUT:g} s") from exc
+        finally:
+            if not fut.done():
+                fut.cancel()
+            self._pending.pop(rid, None)
+        # Its exit is none of the agent's business (pods are torn down by namespace, not by pid).
+        self._exits.pop(child.pid, None)
+        return child.pid
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -38,7 +38,7 @@ from skiff.images.registry import (
 from skiff.net import names
 from skiff.net.ipam import PodIPAM
 from skiff.net.plan import pod_gateway
-from skiff.node import envvars, probes
+from skiff.node import envvars, probes, runtime
 from skiff.node.podstatus import (
     RUNNING,
     TERMINATED,
@@ -355,7 +355,8 @@ class PodWorker:
         while True:
             try:
                 self.sandbox = await create_sandbox(self.k.node_netns, self.uid, self.name, self.namespace, ip,
-                                                    self.k.gateway, resolv, hosts, hostname)
+                                                    self.k.gateway, resolv, hosts, hostname,
+                                                    fork_server=runtime.fork_server())
                 break
             except SandboxError as e:
                 self.k.event(self.pod, "Warning", "FailedCreatePodSandBox",

@@ -386,6 +386,11 @@ async def start_container(
 _fork_server: forkserver.ForkServer | None = None
 
 
+def fork_server() -> forkserver.ForkServer | None:
+    """The fork server in use, if any (the kubelet also creates sandboxes through it)."""
+    return _fork_server
+
+
 def use_fork_server(server: forkserver.ForkServer | None) -> None:
     """Start built-in images through `server` from now on (None: always with nsenter)."""
     global _fork_server

@@ -14,6 +14,12 @@ A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
   its namespaces with nsenter (skiff.node.runtime). It is started detached (not our child) so it
   survives a node agent restart, like the pause container outlives kubelet.
 
+The node agent normally builds all of that without starting a process: its fork server forks the
+pause (skiff.node.forkserver: unshare, bind mounts, hostname, in the child) and the agent wires the
+veth, addresses and routes with rtnetlink messages (skiff.net.rtnl). With ~10 processes fewer per
+pod, a sandbox costs a fraction of the CPU, which is what a burst of new pods waits on. Without a
+fork server (or if that path fails) the `ip` commands above do the same.
+
 Usage (async, from the node agent's event loop):
 
     sb = await create_sandbox(node_netns, pod_uid, "web", "default", ip, gateway, resolv, hosts)
@@ -24,16 +30,28 @@ Usage (async, from the node agent's event loop):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from skiff.net import names
 from skiff.net.ipcmd import CommandError, ip_batch, run
-from skiff.net.ns import ETC_NETNS_DIR, kill_netns_processes, list_netns, netns_exists, netns_path
+from skiff.net.ns import (
+    ETC_NETNS_DIR,
+    kill_netns_processes,
+    list_netns,
+    netns_exists,
+    netns_path,
+    remove_netns_pin,
+)
+from skiff.net.rtnl import Rtnl
+from skiff.node.forkserver import ForkServer, ForkServerError, SpawnFailed
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +135,89 @@ async def _start_pause(netns: str, hostname: str) -> int:
     return int(line)
 
 
+class _NodeLinks:
+    """One rtnetlink socket per node namespace, reopened when the namespace behind the name changes.
+    A lock serializes its users: sandboxes are created on the event loop and removed on threads."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, tuple[int, Rtnl]] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def use(self, node_netns: str) -> Iterator[Rtnl]:
+        with self._lock:
+            ident = os.stat(netns_path(node_netns)).st_ino
+            known = self._sockets.get(node_netns)
+            if known is None or known[0] != ident:
+                if known is not None:
+                    known[1].close()
+                known = (ident, Rtnl.in_netns(node_netns))
+                self._sockets[node_netns] = known
+            try:
+                yield known[1]
+            except OSError:
+                # A fresh socket next time, in case this one went stale.
+                self._sockets.pop(node_netns, None)
+                known[1].close()
+                raise
+
+
+_node_links = _NodeLinks()
+
+
+def _wire(node_netns: str, netns: str, veth: str, ip: str, gateway: str) -> None:
+    """The veth, addresses and routes of a sandbox whose namespace exists, by rtnetlink (what the
+    two `ip -batch` runs of the fallback path do)."""
+    fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with _node_links.use(node_netns) as node:
+            node.add_veth(veth, "eth0", fd, up=True)
+            node.add_route(f"{ip}/32", dev=veth, scope="link", proto=names.ROUTE_PROTO)
+        # The kernel creates a veth's far end down (it cannot be brought up in the same request).
+        with Rtnl.in_netns_fd(fd, netns) as pod, pod.batch():
+            pod.set_up("lo")
+            pod.add_address("eth0", f"{ip}/32")
+            pod.set_up("eth0")
+            pod.add_route(f"{gateway}/32", dev="eth0", scope="link")
+            pod.add_route("default", via=gateway, dev="eth0")
+    finally:
+        os.close(fd)
+
+
+async def _create_forked(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
+                         hostname: str) -> int:
+    pid = await server.sandbox(netns, netns_path(netns), os.path.join(ETC_NETNS_DIR, netns), hostname)
+    _wire(node_netns, netns, veth, ip, gateway)
+    return pid
+
+
+async def _create_with_ip(node_netns: str, netns: str, veth: str, ip: str, gateway: str, hostname: str) -> int:
+    await run(["ip", "netns", "add", netns])
+    pause = asyncio.ensure_future(_start_pause(netns, hostname))
+    try:
+        await ip_batch(
+            [
+                f"link add {veth} type veth peer name eth0 netns {netns}",
+                f"link set {veth} up",
+                f"route add {ip}/32 dev {veth} scope link proto {names.ROUTE_PROTO}",
+            ],
+            node_netns,
+        )
+        await ip_batch(
+            [
+                "link set lo up",
+                f"addr add {ip}/32 dev eth0",
+                "link set eth0 up",
+                f"route add {gateway}/32 dev eth0 scope link",
+                f"route add default via {gateway} dev eth0",
+            ],
+            netns,
+        )
+    finally:
+        pause_pid = await pause
+    return pause_pid
+
+
 async def create_sandbox(
     node_netns: str,
     pod_uid: str,
@@ -127,11 +228,13 @@ async def create_sandbox(
     resolv_conf: str,
     hosts: str,
     hostname: str | None = None,
+    fork_server: ForkServer | None = None,
 ) -> Sandbox:
     """Create a pod's sandbox on the node whose network namespace is `node_netns`.
 
     `ip` comes from the node's IPAM, `gateway` is the node's pod gateway (first address of its pod
-    CIDR). `hostname` defaults to the pod name (pod.spec.hostname when set). On failure everything
+    CIDR). `hostname` defaults to the pod name (pod.spec.hostname when set). With a live
+    `fork_server` no process is started (see the module docstring). On failure everything
     created so far is removed and the error re-raised.
     """
     started = time.monotonic()
@@ -144,36 +247,26 @@ async def create_sandbox(
         # A previous attempt died half-way; start clean.
         await destroy_sandbox_netns(node_netns, netns)
     write_pod_etc(netns, resolv_conf, hosts, hostname)
-    try:
-        await run(["ip", "netns", "add", netns])
-        pause = asyncio.ensure_future(_start_pause(netns, hostname))
+    pause_pid = None
+    if fork_server is not None and fork_server.alive:
         try:
-            await ip_batch(
-                [
-                    f"link add {veth} type veth peer name eth0 netns {netns}",
-                    f"link set {veth} up",
-                    f"route add {ip}/32 dev {veth} scope link proto {names.ROUTE_PROTO}",
-                ],
-                node_netns,
-            )
-            await ip_batch(
-                [
-                    "link set lo up",
-                    f"addr add {ip}/32 dev eth0",
-                    "link set eth0 up",
-                    f"route add {gateway}/32 dev eth0 scope link",
-                    f"route add default via {gateway} dev eth0",
-                ],
-                netns,
-            )
-        finally:
-            pause_pid = await pause
-    except (CommandError, SandboxError, OSError) as exc:
-        await destroy_sandbox_netns(node_netns, netns)
-        raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
-    except BaseException:
-        await destroy_sandbox_netns(node_netns, netns)
-        raise
+            pause_pid = await _create_forked(fork_server, node_netns, netns, veth, ip, gateway, hostname)
+        except (ForkServerError, SpawnFailed, OSError) as exc:
+            log.warning("sandbox %s through the fork server failed (%s); using ip", netns, exc)
+            await destroy_sandbox_netns(node_netns, netns)
+            write_pod_etc(netns, resolv_conf, hosts, hostname)
+        except BaseException:
+            await destroy_sandbox_netns(node_netns, netns)
+            raise
+    if pause_pid is None:
+        try:
+            pause_pid = await _create_with_ip(node_netns, netns, veth, ip, gateway, hostname)
+        except (CommandError, SandboxError, OSError) as exc:
+            await destroy_sandbox_netns(node_netns, netns)
+            raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
+        except BaseException:
+            await destroy_sandbox_netns(node_netns, netns)
+            raise
     sb = Sandbox(
         netns=netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
         ip=ip, gateway=gateway, hostname=hostname, host_veth=veth, pause_pid=pause_pid,
@@ -181,7 +274,7 @@ async def create_sandbox(
     )
     elapsed = time.monotonic() - started
     if elapsed > 1.0:
-        # Worth knowing when a node is overloaded; a sandbox normally takes a few tens of ms.
+        # Worth knowing when a node is overloaded; a sandbox normally takes a few ms.
         log.warning("sandbox %s took %.0f ms", netns, elapsed * 1000)
     return sb
 
@@ -190,8 +283,15 @@ def _destroy_sync(node_netns: str, netns: str) -> None:
     kill_netns_processes([netns])
     veth = names.pod_veth_name(netns)
     # Deleting the veth also drops the node's /32 route to the pod, right away.
-    subprocess.run(["ip", "-n", node_netns, "link", "del", veth], capture_output=True)
-    subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    try:
+        with _node_links.use(node_netns) as node:
+            node.delete_link(veth)
+    except OSError:
+        subprocess.run(["ip", "-n", node_netns, "link", "del", veth], capture_output=True)
+    try:
+        remove_netns_pin(netns)
+    except OSError:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
     shutil.rmtree(os.path.join(ETC_NETNS_DIR, netns), ignore_errors=True)
 
 

@@ -18,6 +18,7 @@ from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipam import IPPool
 from skiff.net.nodes import create_cluster_network, node_netns
 from skiff.net.ns import call_in_netns, list_netns, netns_pids, run_in_netns_argv
+from skiff.node.forkserver import ForkServer
 from skiff.node.runtime import (
     ContainerStartError,
     LogWriter,
@@ -96,11 +97,29 @@ async def cluster():
         assert not [ns for ns in list_netns() if names.cluster_tag(cfg.name) in ns or cfg.name in ns]
 
 
-async def new_sandbox(cfg, node: int, name: str, uid: str) -> Sandbox:
+@pytest.fixture(params=["ip", "fork-server"])
+async def maker(request):
+    """How sandboxes are made: with `ip` processes, or by the fork server and rtnetlink (the agent's way)."""
+    if request.param == "ip":
+        yield None
+        return
+    server = await ForkServer.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def new_sandbox(cfg, node: int, name: str, uid: str, fork_server: ForkServer | None = None) -> Sandbox:
     pool = IPPool(cfg.node_pod_cidr(node))
     ip = pool.allocate(uid)
     hosts = f"127.0.0.1\tlocalhost\n{ip}\t{name}\n"
-    return await create_sandbox(node_netns(cfg, node), uid, name, "default", ip, pool.gateway, RESOLV, hosts)
+    sb = await create_sandbox(node_netns(cfg, node), uid, name, "default", ip, pool.gateway, RESOLV, hosts,
+                              fork_server=fork_server)
+    # The holder is the fork server's child ("/pause") or the `ip netns exec` chain's `sleep`.
+    cmdline = open(f"/proc/{sb.pause_pid}/cmdline", "rb").read()
+    assert cmdline.startswith(b"/pause" if fork_server else b"sleep"), cmdline
+    return sb
 
 
 def host_curl(url: str) -> subprocess.CompletedProcess:
@@ -109,17 +128,17 @@ def host_curl(url: str) -> subprocess.CompletedProcess:
 
 
 @needs_root
-async def test_pods_reach_each_other_and_host_reaches_pods(cluster, tmp_path):
+async def test_pods_reach_each_other_and_host_reaches_pods(cluster, maker, tmp_path):
     cfg = cluster
     started = time.perf_counter()
-    web = await new_sandbox(cfg, 0, "web", "11111111-aaaa")
+    web = await new_sandbox(cfg, 0, "web", "11111111-aaaa", maker)
     sandbox_ms = (time.perf_counter() - started) * 1000
     web_c = await start_container(web, ["python3", "-m", "http.server", "8080"], {"PYTHONUNBUFFERED": "1"},
                                   str(tmp_path), str(tmp_path / "web" / "0.log"))
     total_ms = (time.perf_counter() - started) * 1000
     print(f"sandbox: {sandbox_ms:.1f} ms, sandbox + process start: {total_ms:.1f} ms")
     assert total_ms < 200
-    client = await new_sandbox(cfg, 1, "client", "22222222-bbbb")
+    client = await new_sandbox(cfg, 1, "client", "22222222-bbbb", maker)
     try:
         assert list_sandbox_netns(node_netns(cfg, 0)) == [web.netns]
         assert web.ip.startswith(cfg.node_pod_cidr(0).rsplit(".", 1)[0])
