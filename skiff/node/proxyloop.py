@@ -43,11 +43,11 @@ async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) 
 
     def on_slice(etype: str, obj: dict, old: dict | None) -> None:
         name = (obj.get("metadata") or {}).get("name") or ""
-        for prev in (old,) if old is not None else ():
-            key = slice_service_key(prev)
-            if key is not None:
-                slices_by_service.get(key, {}).pop(name, None)
-                dirty.add(key)
+        # A relabelled slice leaves the Service it belonged to.
+        prev_key = slice_service_key(old) if old is not None else None
+        if prev_key is not None:
+            slices_by_service.get(prev_key, {}).pop(name, None)
+            dirty.add(prev_key)
         key = slice_service_key(obj)
         if key is not None:
             if etype == "DELETED":
