@@ -4,7 +4,9 @@ Needs root for the kernel tests; the CRI log format tests at the top run anywher
 """
 
 import asyncio
+import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -295,3 +297,66 @@ async def test_sandbox_created_from_inside_the_node_namespace_is_visible_everywh
         assert netns_pids([sb.netns]) == {}
     finally:
         await destroy_sandbox(sb)
+
+
+def _forked_holders(server_pid: int) -> list[int]:
+    """Live children of the fork server that are sandbox holders ("/pause")."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[1]) == server_pid and cmdline.startswith(b"/pause"):
+            found.append(int(pid))
+    return found
+
+
+@needs_root
+async def test_a_failing_fork_server_path_falls_back_to_ip_and_leaves_nothing(cluster, monkeypatch):
+    """If wiring the forked sandbox fails half-way (its namespace and holder exist, the veth does
+    not), that attempt is removed completely and `ip` builds the sandbox instead."""
+    from skiff.node import sandbox as sandbox_mod
+
+    attempts: list[str] = []
+
+    def broken_wire(node_netns: str, netns: str, veth: str, ip: str, gateway: str) -> None:
+        attempts.append(netns)
+        assert netns in list_netns()  # the fork server's half is there
+        raise OSError(errno.EPERM, "wiring refused (test)")
+
+    monkeypatch.setattr(sandbox_mod, "_wire", broken_wire)
+    node = node_netns(cluster, 0)
+    pool = IPPool(cluster.node_pod_cidr(0))
+    ip = pool.allocate("66666666-dddd")
+    server = await ForkServer.start()
+    try:
+        sb = await create_sandbox(node, "66666666-dddd", "fallback", "default", ip, pool.gateway,
+                                  RESOLV, f"{ip}\tfallback\n", fork_server=server)
+        try:
+            assert attempts == [sb.netns]
+            assert open(f"/proc/{sb.pause_pid}/cmdline", "rb").read().startswith(b"sleep")  # built by ip
+            # One holder: the forked one went with its half-made namespace.
+            assert netns_pids([sb.netns]) == {sb.netns: [sb.pause_pid]}
+            assert not _forked_holders(server.pid)
+
+            def connect() -> str:
+                with socket.socket() as s:
+                    s.settimeout(2)
+                    try:
+                        s.connect((sb.ip, 1))
+                    except OSError as exc:
+                        return type(exc).__name__
+                return "connected"
+
+            # The node reaches the pod (nothing listens on port 1: refused, not unreachable).
+            assert call_in_netns(node, connect) == "ConnectionRefusedError"
+        finally:
+            await destroy_sandbox(sb)
+    finally:
+        for pid in _forked_holders(server.pid):  # only if the fallback leaked one: holders outlive the server
+            os.kill(pid, signal.SIGKILL)
+        await server.close()
+    assert sb.netns not in list_netns()
