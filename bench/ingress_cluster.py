@@ -25,33 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster_workloads import check_root, wait_pods_ready  # noqa: E402
 from bench.ingress_rps import start_nginx, stop_nginx  # noqa: E402
-from bench.service_traffic import HELLO, interleaved  # noqa: E402
+from bench.service_traffic import hello_app, interleaved  # noqa: E402
 from tests.support import Cluster, curl  # noqa: E402
 
 HOST = "bench.test"
 
-APP = f"""
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: hello}}
-spec:
-  replicas: 3
-  selector: {{matchLabels: {{app: hello}}}}
-  template:
-    metadata: {{labels: {{app: hello}}}}
-    spec:
-      containers:
-      - name: hello
-        image: {HELLO}
-        ports: [{{containerPort: 8080}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: hello}}
-spec:
-  selector: {{app: hello}}
-  ports: [{{port: 80, targetPort: 8080}}]
----
+APP = hello_app("hello", 3, service_type="ClusterIP") + f"""---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata: {{name: bench}}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import service_traffic  # noqa: E402
 from skiff.ingress.routes import build_route_table  # noqa: E402
 from skiff.ingress.supervisor import ProxySupervisor  # noqa: E402
 
@@ -116,22 +116,8 @@ def stop_nginx(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
 def wrk(port: int, duration: float, connections: int, threads: int) -> dict:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", "--latency",
-                          "-H", "Host: bench.test", f"http://{HOST}:{port}/"],
-                         capture_output=True, text=True, timeout=duration + 30).stdout
-    if "Requests/sec" not in out:
-        raise RuntimeError(f"wrk against port {port} failed:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {}
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        lat[pct] = float(m.group(1)) * _UNITS[m.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": lat["50"], "p99": lat["99"], "non2xx": int(errors.group(1)) if errors else 0}
+    return service_traffic.wrk(f"http://{HOST}:{port}/", duration, connections, threads, host_header="bench.test")
 
 
 async def run_skiff(backend_ports: list[int], workers: int) -> ProxySupervisor:
@@ -182,9 +168,9 @@ def main() -> None:
         print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s x {args.rounds} interleaved rounds "
               f"(median), {args.workers} proxy workers, "
               f"{args.backends} hello-app backends, {os.cpu_count()} CPUs")
-        print(f"{'target':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        print(f"{'target':10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>8}")
         for name, r in results.items():
-            print(f"{name:10} {r['rps']:10.0f} {r['p50']:8.3f} {r['p99']:8.3f} {r['non2xx']:8d}")
+            print(f"{name:10} {r['rps']:10.0f} {r['p50']:8.3f} {r['p99']:8.3f} {r['errors']:8d}")
         s, n, b = results["skiff"], results["nginx"], results["backend"]
         print(f"skiff/nginx: req/s {s['rps'] / n['rps']:.2f}x  p50 {s['p50'] / n['p50']:.2f}x  "
               f"p99 {s['p99'] / n['p99']:.2f}x")

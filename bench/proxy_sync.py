@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cluster_workloads import pct  # noqa: E402
 from skiff.proxy.model import NodeContext  # noqa: E402
 from skiff.proxy.nft import NftApplier  # noqa: E402
 from skiff.proxy.rules import RulesetBuilder, slice_service_key  # noqa: E402
@@ -74,11 +75,6 @@ def make_objects(n_services: int, eps_per_service: int) -> tuple[list[dict], lis
             }
         )
     return services, slices
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 async def main() -> None:

@@ -43,8 +43,8 @@ from tests.support import Cluster  # noqa: E402
 
 HELLO = "gcr.io/google-samples/hello-app:1.0"
 
-def hello_app(name: str, replicas: int, node: str | None = None) -> str:
-    """A hello-app Deployment (pinned to `node` if given) behind a LoadBalancer Service, both `name`."""
+def hello_app(name: str, replicas: int, node: str | None = None, service_type: str = "LoadBalancer") -> str:
+    """A hello-app Deployment (pinned to `node` if given) behind a Service, both `name`."""
     pin = f"\n      nodeName: {node}" if node else ""
     return f"""
 apiVersion: apps/v1
@@ -65,7 +65,7 @@ apiVersion: v1
 kind: Service
 metadata: {{name: {name}}}
 spec:
-  type: LoadBalancer
+  type: {service_type}
   selector: {{app: {name}}}
   ports: [{{port: 80, targetPort: 8080}}]
 """

@@ -16,6 +16,20 @@ RawExtension) are handled by the decoder and do not appear here.
 
 from __future__ import annotations
 
+# Container and EphemeralContainerCommon have the same fields and numbers upstream.
+_CONTAINER_FIELDS = (
+    "1 name string -,2 image string o,3 command string ro,4 args string ro,5 workingDir string o,"
+    "6 ports core.v1.ContainerPort ro,7 env core.v1.EnvVar ro,"
+    "8 resources core.v1.ResourceRequirements o,9 volumeMounts core.v1.VolumeMount ro,"
+    "10 livenessProbe core.v1.Probe po,11 readinessProbe core.v1.Probe po,"
+    "12 lifecycle core.v1.Lifecycle po,13 terminationMessagePath string o,"
+    "14 imagePullPolicy string o,15 securityContext core.v1.SecurityContext po,16 stdin bool o,"
+    "17 stdinOnce bool o,18 tty bool o,19 envFrom core.v1.EnvFromSource ro,"
+    "20 terminationMessagePolicy string o,21 volumeDevices core.v1.VolumeDevice ro,"
+    "22 startupProbe core.v1.Probe po,23 resizePolicy core.v1.ContainerResizePolicy ro,"
+    "24 restartPolicy string po"
+)
+
 MESSAGES: dict[str, str] = {
     "apps.v1.Deployment": (
         "1 metadata meta.v1.ObjectMeta o,2 spec apps.v1.DeploymentSpec o,"
@@ -119,18 +133,7 @@ MESSAGES: dict[str, str] = {
         "1 - core.v1.LocalObjectReference i,2 items core.v1.KeyToPath ro,3 defaultMode int32 po,"
         "4 optional bool po"
     ),
-    "core.v1.Container": (
-        "1 name string -,2 image string o,3 command string ro,4 args string ro,5 workingDir string o,"
-        "6 ports core.v1.ContainerPort ro,7 env core.v1.EnvVar ro,"
-        "8 resources core.v1.ResourceRequirements o,9 volumeMounts core.v1.VolumeMount ro,"
-        "10 livenessProbe core.v1.Probe po,11 readinessProbe core.v1.Probe po,"
-        "12 lifecycle core.v1.Lifecycle po,13 terminationMessagePath string o,"
-        "14 imagePullPolicy string o,15 securityContext core.v1.SecurityContext po,16 stdin bool o,"
-        "17 stdinOnce bool o,18 tty bool o,19 envFrom core.v1.EnvFromSource ro,"
-        "20 terminationMessagePolicy string o,21 volumeDevices core.v1.VolumeDevice ro,"
-        "22 startupProbe core.v1.Probe po,23 resizePolicy core.v1.ContainerResizePolicy ro,"
-        "24 restartPolicy string po"
-    ),
+    "core.v1.Container": _CONTAINER_FIELDS,
     "core.v1.ContainerImage": "1 names string r,2 sizeBytes int64 o",
     "core.v1.ContainerPort": (
         "1 name string o,2 hostPort int32 o,3 containerPort int32 -,4 protocol string o,"
@@ -183,18 +186,7 @@ MESSAGES: dict[str, str] = {
         "3 configMapKeyRef core.v1.ConfigMapKeySelector po,4 secretKeyRef core.v1.SecretKeySelector po"
     ),
     "core.v1.EphemeralContainer": "1 - core.v1.EphemeralContainerCommon i,2 targetContainerName string o",
-    "core.v1.EphemeralContainerCommon": (
-        "1 name string -,2 image string o,3 command string ro,4 args string ro,5 workingDir string o,"
-        "6 ports core.v1.ContainerPort ro,7 env core.v1.EnvVar ro,"
-        "8 resources core.v1.ResourceRequirements o,9 volumeMounts core.v1.VolumeMount ro,"
-        "10 livenessProbe core.v1.Probe po,11 readinessProbe core.v1.Probe po,"
-        "12 lifecycle core.v1.Lifecycle po,13 terminationMessagePath string o,"
-        "14 imagePullPolicy string o,15 securityContext core.v1.SecurityContext po,16 stdin bool o,"
-        "17 stdinOnce bool o,18 tty bool o,19 envFrom core.v1.EnvFromSource ro,"
-        "20 terminationMessagePolicy string o,21 volumeDevices core.v1.VolumeDevice ro,"
-        "22 startupProbe core.v1.Probe po,23 resizePolicy core.v1.ContainerResizePolicy ro,"
-        "24 restartPolicy string po"
-    ),
+    "core.v1.EphemeralContainerCommon": _CONTAINER_FIELDS,
     "core.v1.EphemeralVolumeSource": "1 volumeClaimTemplate core.v1.PersistentVolumeClaimTemplate po",
     "core.v1.Event": (
         "1 metadata meta.v1.ObjectMeta -,2 involvedObject core.v1.ObjectReference -,3 reason string o,"

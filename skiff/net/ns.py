@@ -120,23 +120,29 @@ def call_in_netns(netns: str, fn: Callable[[], T]) -> T:
     current thread's namespace, so this sets a namespace's sysctls without spawning a process.
     The thread ends afterwards, so no pooled thread is ever left in a foreign namespace.
     """
+    fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return call_in_netns_fd(fd, fn, netns)
+    finally:
+        os.close(fd)
+
+
+def call_in_netns_fd(fd: int, fn: Callable[[], T], label: str | None = None) -> T:
+    """call_in_netns for the namespace of an open /run/netns/* or /proc/<pid>/ns/net fd."""
     result: list[T] = []
     errors: list[BaseException] = []
+    label = label or f"fd {fd}"
 
     def body() -> None:
         try:
-            fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns({netns}): {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns({label}): {os.strerror(err)}")
             result.append(fn())
         except BaseException as exc:  # re-raised on the caller's thread
             errors.append(exc)
 
-    thread = threading.Thread(target=body, name=f"netns-{netns}")
+    thread = threading.Thread(target=body, name=f"netns-{label}")
     thread.start()
     thread.join()
     if errors:

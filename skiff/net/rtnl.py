@@ -19,36 +19,32 @@ veth.h, if.h); only the ones used here are defined.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import ipaddress
 import os
-import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
 
-from skiff.net.ns import CLONE_NEWNET, call_in_netns
-from skiff.proxy.netlink import attr, attr_str, nested
+from skiff.net.netlink import (
+    NLM_F_ACK,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REQUEST,
+    AckTimeout,
+    attr,
+    attr_str,
+    message,
+    nested,
+    open_socket,
+    read_acks,
+)
+from skiff.net.ns import call_in_netns, call_in_netns_fd
 
-# linux/netlink.h
-NETLINK_ROUTE = 0
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10
-NETLINK_EXT_ACK = 11
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x01
-NLM_F_ACK = 0x04
-NLM_F_EXCL = 0x200
-NLM_F_CREATE = 0x400
-NLM_F_CAPPED = 0x100  # in an ack: only the request's header is echoed
-NLM_F_ACK_TLVS = 0x200  # in an ack: extended-ack attributes follow
-NLMSGERR_ATTR_MSG = 1
+NETLINK_ROUTE = 0  # linux/netlink.h
 
 # linux/rtnetlink.h
 RTM_NEWLINK = 16
@@ -77,17 +73,9 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFF_UP = 0x1
 
-# How long to wait for an acknowledgement; the kernel normally answers inside sendmsg.
-ACK_TIMEOUT = 5.0
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_NLATTR = struct.Struct("=HH")
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
-
-T = TypeVar("T")
-
 
 class RtnlError(OSError):
     """The kernel refused a request. errno is its error; operation is the request in `ip` syntax."""
@@ -112,8 +100,7 @@ class Request:
     what: str
 
     def encode(self, seq: int) -> bytes:
-        flags = NLM_F_REQUEST | NLM_F_ACK | self.flags
-        return _NLMSGHDR.pack(_NLMSGHDR.size + len(self.payload), self.type, flags, seq, 0) + self.payload
+        return message(self.type, NLM_F_REQUEST | NLM_F_ACK | self.flags, seq, self.payload)
 
 
 # --- requests (pure: no socket, so they can be checked byte by byte) ---------------------------
@@ -206,79 +193,8 @@ def _netns_label(fd: int) -> str:
     return os.path.basename(target) if target.startswith("/run/netns/") else target
 
 
-# --- replies ----------------------------------------------------------------------------------
-
-
-def _messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
-    """(type, flags, seq, body) of each netlink message in one datagram."""
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            return
-        yield kind, flags, seq, data[offset + _NLMSGHDR.size: offset + length]
-        offset += (length + 3) & ~3
-
-
-def _ack(flags: int, body: bytes) -> tuple[int, str]:
-    """(errno, extended-ack text) of an NLMSG_ERROR body; errno 0 is a plain acknowledgement."""
-    (error,) = struct.unpack_from("=i", body)
-    text = ""
-    if flags & NLM_F_ACK_TLVS:
-        if flags & NLM_F_CAPPED:
-            pos = 4 + _NLMSGHDR.size
-        else:
-            (orig_len,) = struct.unpack_from("=I", body, 4)
-            pos = 4 + ((orig_len + 3) & ~3)
-        while pos + _NLATTR.size <= len(body):
-            alen, akind = _NLATTR.unpack_from(body, pos)
-            if alen < _NLATTR.size:
-                break
-            if akind == NLMSGERR_ATTR_MSG:
-                text = body[pos + _NLATTR.size: pos + alen].rstrip(b"\0").decode(errors="replace")
-            pos += (alen + 3) & ~3
-    return -error, text
-
-
-# --- the socket -------------------------------------------------------------------------------
-
-
 def _open_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-    try:
-        # Acks echo only the request's header, and errors carry the kernel's text when it has one.
-        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        sock.bind((0, 0))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _call_in_netns_fd(fd: int, fn: Callable[[], T]) -> T:
-    """Run fn on a fresh thread that has entered the network namespace of `fd` (then ends)."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns(fd {fd}): {os.strerror(err)}")
-            result.append(fn())
-        except BaseException as exc:  # re-raised on the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=body, name=f"rtnl-netns-fd{fd}")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
+    return open_socket(NETLINK_ROUTE)
 
 
 class Rtnl:
@@ -299,7 +215,7 @@ class Rtnl:
     @classmethod
     def in_netns_fd(cls, fd: int, name: str | None = None) -> Rtnl:
         """Open in the namespace of an open /proc/<pid>/ns/net or /run/netns/* fd; name is for messages."""
-        return cls._wrap(_call_in_netns_fd(fd, _open_socket), name)
+        return cls._wrap(call_in_netns_fd(fd, _open_socket, name), name)
 
     @classmethod
     def _wrap(cls, sock: socket.socket, netns: str | None) -> Rtnl:
@@ -424,50 +340,27 @@ class Rtnl:
 
         Raises RtnlError for the first request the kernel refused.
         """
-        replies: list[list[tuple[int, bytes]]] = [[] for _ in requests]
-        failures: list[tuple[int, int, str]] = []
         with self._lock:
             if self._seq + len(requests) >= 1 << 31:
                 self._seq = 1
             first = self._seq
             self._seq += len(requests)
-            data = b"".join(r.encode(first + i) for i, r in enumerate(requests))
-            seqs = {first + i: i for i in range(len(requests))}
+            seqs = range(first, first + len(requests))
             try:
-                self._sock.send(data)
+                self._sock.send(b"".join(r.encode(seq) for seq, r in zip(seqs, requests, strict=True)))
             except OSError as exc:
                 raise RtnlError(exc.errno or errno.EIO, requests[0].what, "sending the request failed") from exc
-            pending = set(seqs)
-            deadline: float | None = None
-            while pending:
-                try:
-                    # rtnetlink handles a request inside sendmsg, so its answer is normally queued already.
-                    data = self._sock.recv(65536, socket.MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    now = time.monotonic()
-                    deadline = deadline or now + ACK_TIMEOUT
-                    if now >= deadline:
-                        what = requests[seqs[min(pending)]].what
-                        raise RtnlError(errno.ETIMEDOUT, what, "no acknowledgement from the kernel") from None
-                    select.select([self._sock], [], [], deadline - now)
-                    continue
-                except OSError as exc:
-                    what = requests[seqs[min(pending)]].what
-                    raise RtnlError(exc.errno or errno.EIO, what, "reading the kernel's answer failed") from exc
-                for kind, flags, seq, body in _messages(data):
-                    index = seqs.get(seq)
-                    if index is None:
-                        continue  # left over from an exchange that was interrupted
-                    if kind == NLMSG_ERROR:
-                        pending.discard(seq)
-                        err, text = _ack(flags, body)
-                        if err:
-                            failures.append((index, err, text))
-                    else:
-                        replies[index].append((kind, body))
+            try:
+                acks, replies = read_acks(self._sock, seqs)
+            except AckTimeout:
+                raise RtnlError(errno.ETIMEDOUT, requests[0].what, "no acknowledgement from the kernel") from None
+            except OSError as exc:
+                raise RtnlError(exc.errno or errno.EIO, requests[0].what,
+                                "reading the kernel's answer failed") from exc
+        failures = sorted((seq - first, err, text) for seq, (err, text) in acks.items() if err)
         if failures:
-            index, err, text = min(failures)
+            index, err, text = failures[0]
             if len(failures) > 1:
                 text = (text + "; " if text else "") + f"{len(failures) - 1} later request(s) of the batch failed too"
             raise RtnlError(err, requests[index].what, text)
-        return replies
+        return [replies.get(seq, []) for seq in seqs]

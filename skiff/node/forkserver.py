@@ -55,7 +55,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 # Built-ins are `[sys.executable, "-m", "skiff.images", <program>, ...]` (skiff.images.registry).
@@ -282,6 +282,14 @@ def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> N
             os.close(fd)
         _send(sock, {"op": "failed", "id": req.get("id"), "error": str(exc)})
         return
+    _fork_and_report(sock, req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid),
+                     [*fds, *ns_fds.values()])
+
+
+def _fork_and_report(sock: socket.socket, rid: object, child: Callable[[int], NoReturn],
+                     parent_closes: list[int]) -> None:
+    """Fork; the child runs child(sync_w), which writes an error there or closes it once ready.
+    Answers the agent with "started" (and the pid) or "failed" (and the child's error)."""
     sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # nothing of ours may be written twice
@@ -289,10 +297,10 @@ def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> N
     if pid == 0:
         try:
             os.close(sync_r)
-            _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid)
+            child(sync_w)
         finally:
             os._exit(127)
-    for fd in [*fds, *ns_fds.values(), sync_w]:
+    for fd in [*parent_closes, sync_w]:
         os.close(fd)
     error = b""
     while chunk := os.read(sync_r, 4096):
@@ -300,9 +308,9 @@ def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> N
     os.close(sync_r)
     if error:
         os.waitpid(pid, 0)  # it exits right away; nobody but us needs to know
-        _send(sock, {"op": "failed", "id": req["id"], "error": error.decode(errors="replace")})
+        _send(sock, {"op": "failed", "id": rid, "error": error.decode(errors="replace")})
     else:
-        _send(sock, {"op": "started", "id": req["id"], "pid": pid})
+        _send(sock, {"op": "started", "id": rid, "pid": pid})
 
 
 def _sandbox_child(req: dict, sync_w: int) -> NoReturn:
@@ -361,26 +369,7 @@ def _make_sandbox(sock: socket.socket, req: dict, fds: list[int]) -> None:
     if missing:
         _send(sock, {"op": "failed", "id": req.get("id"), "error": f"sandbox request without {', '.join(missing)}"})
         return
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(sync_r)
-            _sandbox_child(req, sync_w)
-        finally:
-            os._exit(127)
-    os.close(sync_w)
-    error = b""
-    while chunk := os.read(sync_r, 4096):
-        error += chunk
-    os.close(sync_r)
-    if error:
-        os.waitpid(pid, 0)
-        _send(sock, {"op": "failed", "id": req["id"], "error": error.decode(errors="replace")})
-    else:
-        _send(sock, {"op": "started", "id": req["id"], "pid": pid})
+    _fork_and_report(sock, req["id"], lambda sync_w: _sandbox_child(req, sync_w), [])
 
 
 def _reap(sock: socket.socket) -> None:
@@ -620,15 +609,30 @@ class ForkServer:
         server cannot be asked (the caller should then start the container some other way)."""
         if not is_builtin_argv(argv):
             raise ForkServerError(f"not a built-in program: {list(argv)!r}")
+        return await self._request({"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd,
+                                    "ns": dict(namespaces)}, [stdout_fd, stderr_fd])
+
+    async def sandbox(self, name: str, netns_path: str, etc_dir: str, hostname: str) -> int:
+        """Fork a pod's sandbox holder: a new network namespace pinned at `netns_path`, a mount
+        namespace with `etc_dir`'s files over /etc and a UTS namespace named `hostname`. Returns its
+        pid. Raises SpawnFailed when the child could not set it up (it may have pinned the network
+        namespace already: the caller removes it), ForkServerError when the server cannot be asked."""
+        child = await self._request({"op": "sandbox", "name": name, "netns_path": netns_path,
+                                     "etc_dir": etc_dir, "hostname": hostname}, [])
+        # Its exit is none of the agent's business (pods are torn down by namespace, not by pid).
+        self._exits.pop(child.pid, None)
+        return child.pid
+
+    async def _request(self, req: dict, fds: list[int]) -> ForkedChild:
+        """Send one fork request (with `fds` passed along) and wait for the child it started."""
         rid = next(self._ids)
-        data = json.dumps({"op": "spawn", "id": rid, "argv": list(argv), "env": dict(env), "cwd": cwd,
-                           "ns": dict(namespaces)}).encode()
+        data = json.dumps({**req, "id": rid}).encode()
         if len(data) > MAX_MESSAGE:
             raise ForkServerError(f"request of {len(data)} bytes is too large for the fork server")
         fut: asyncio.Future[ForkedChild] = self._loop.create_future()
         self._pending[rid] = fut
         try:
-            await self._send(data, [stdout_fd, stderr_fd])
+            await self._send(data, fds)
             return await asyncio.wait_for(asyncio.shield(fut), SPAWN_TIMEOUT)
         except TimeoutError as exc:
             # A server that does not answer is broken: end it (its children go with it).
@@ -638,30 +642,6 @@ class ForkServer:
             if not fut.done():
                 fut.cancel()
             self._pending.pop(rid, None)
-
-    async def sandbox(self, name: str, netns_path: str, etc_dir: str, hostname: str) -> int:
-        """Fork a pod's sandbox holder: a new network namespace pinned at `netns_path`, a mount
-        namespace with `etc_dir`'s files over /etc and a UTS namespace named `hostname`. Returns its
-        pid. Raises SpawnFailed when the child could not set it up (it may have pinned the network
-        namespace already: the caller removes it), ForkServerError when the server cannot be asked."""
-        rid = next(self._ids)
-        data = json.dumps({"op": "sandbox", "id": rid, "name": name, "netns_path": netns_path,
-                           "etc_dir": etc_dir, "hostname": hostname}).encode()
-        fut: asyncio.Future[ForkedChild] = self._loop.create_future()
-        self._pending[rid] = fut
-        try:
-            await self._send(data, [])
-            child = await asyncio.wait_for(asyncio.shield(fut), SPAWN_TIMEOUT)
-        except TimeoutError as exc:
-            self.kill()
-            raise ForkServerError(f"the fork server did not answer within {SPAWN_TIMEOUT:g} s") from exc
-        finally:
-            if not fut.done():
-                fut.cancel()
-            self._pending.pop(rid, None)
-        # Its exit is none of the agent's business (pods are torn down by namespace, not by pid).
-        self._exits.pop(child.pid, None)
-        return child.pid
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

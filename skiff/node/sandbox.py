@@ -165,7 +165,7 @@ class _NodeLinks:
 _node_links = _NodeLinks()
 
 
-def _wire(node_netns: str, netns: str, veth: str, ip: str, gateway: str) -> None:
+def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: str) -> None:
     """The veth, addresses and routes of a sandbox whose namespace exists, by rtnetlink (what the
     two `ip -batch` runs of the fallback path do)."""
     fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
@@ -187,32 +187,34 @@ def _wire(node_netns: str, netns: str, veth: str, ip: str, gateway: str) -> None
 async def _create_forked(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
                          hostname: str) -> int:
     pid = await server.sandbox(netns, netns_path(netns), os.path.join(ETC_NETNS_DIR, netns), hostname)
-    _wire(node_netns, netns, veth, ip, gateway)
+    wire_pod_network(node_netns, netns, veth, ip, gateway)
     return pid
+
+
+def ip_wiring(netns: str, veth: str, ip: str, gateway: str) -> tuple[list[str], list[str]]:
+    """The `ip -batch` lines that do what wire_pod_network does: (in the node's namespace, in the pod's)."""
+    node = [
+        f"link add {veth} type veth peer name eth0 netns {netns}",
+        f"link set {veth} up",
+        f"route add {ip}/32 dev {veth} scope link proto {names.ROUTE_PROTO}",
+    ]
+    pod = [
+        "link set lo up",
+        f"addr add {ip}/32 dev eth0",
+        "link set eth0 up",
+        f"route add {gateway}/32 dev eth0 scope link",
+        f"route add default via {gateway} dev eth0",
+    ]
+    return node, pod
 
 
 async def _create_with_ip(node_netns: str, netns: str, veth: str, ip: str, gateway: str, hostname: str) -> int:
     await run(["ip", "netns", "add", netns])
     pause = asyncio.ensure_future(_start_pause(netns, hostname))
     try:
-        await ip_batch(
-            [
-                f"link add {veth} type veth peer name eth0 netns {netns}",
-                f"link set {veth} up",
-                f"route add {ip}/32 dev {veth} scope link proto {names.ROUTE_PROTO}",
-            ],
-            node_netns,
-        )
-        await ip_batch(
-            [
-                "link set lo up",
-                f"addr add {ip}/32 dev eth0",
-                "link set eth0 up",
-                f"route add {gateway}/32 dev eth0 scope link",
-                f"route add default via {gateway} dev eth0",
-            ],
-            netns,
-        )
+        node_lines, pod_lines = ip_wiring(netns, veth, ip, gateway)
+        await ip_batch(node_lines, node_netns)
+        await ip_batch(pod_lines, netns)
     finally:
         pause_pid = await pause
     return pause_pid

@@ -12,8 +12,9 @@ import functools
 import ipaddress
 import struct
 
+from skiff.net.netlink import attr, attr_be32, attr_be64, attr_str, nested
 from skiff.proxy.model import NamedSet
-from skiff.proxy.netlink import NFTA_LIST_ELEM, Expr, attr, attr_be32, attr_be64, attr_str, nested
+from skiff.proxy.netlink import NFTA_LIST_ELEM, Expr
 
 # enum nft_registers: the verdict register and the first 16-byte data registers.
 NFT_REG_VERDICT = 0

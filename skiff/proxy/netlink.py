@@ -16,33 +16,28 @@ import errno
 import itertools
 import os
 import random
-import select
 import socket
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
 
+from skiff.net.netlink import (
+    NLM_F_ACK,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_REQUEST,
+    SO_SNDBUFFORCE,
+    AckTimeout,
+    attr_be32,
+    attr_str,
+    message,
+    nested,
+    open_socket,
+    read_acks,
+)
 from skiff.net.ns import call_in_netns, netns_path
 
-# linux/netlink.h
 NETLINK_NETFILTER = 12
-SOL_NETLINK = 270
-NETLINK_CAP_ACK = 10
-NETLINK_EXT_ACK = 11
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x01
-NLM_F_ACK = 0x04
-NLM_F_CREATE = 0x400
-NLM_F_APPEND = 0x800
-NLM_F_CAPPED = 0x100
-NLM_F_ACK_TLVS = 0x200
-NLA_F_NESTED = 0x8000
-NLMSGERR_ATTR_MSG = 1
-NLMSGERR_ATTR_OFFS = 2
-# asm-generic/socket.h (Python's socket module lacks them): buffer sizes past the sysctl limits.
-SO_SNDBUFFORCE = 32
-SO_RCVBUFFORCE = 33
 
 # linux/netfilter/nfnetlink.h
 NFNL_SUBSYS_NFTABLES = 10
@@ -82,12 +77,8 @@ MAX_ELEMENTS_PAYLOAD = 60000
 # Each acknowledgement is a separate skb queued on our socket (~1 KiB of receive buffer each).
 MAX_BATCH_MESSAGES = 10000
 RCVBUF_BYTES = 16 * 1024 * 1024
-# How long to wait for acknowledgements still missing once the kernel has stopped answering.
-ACK_TIMEOUT = 5.0
 
-_NLMSGHDR = struct.Struct("=IHHII")
 _NFGENMSG = struct.Struct("=BBH")
-_NLATTR = struct.Struct("=HH")
 
 
 class NetlinkError(RuntimeError):
@@ -103,34 +94,6 @@ class NetlinkError(RuntimeError):
         self.errno = errno_
         self.operation = operation
         self.state_unknown = state_unknown
-
-
-# --- attribute encoding -----------------------------------------------------------------------
-
-
-def attr(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    length = _NLATTR.size + len(payload)
-    if length > 0xFFFF:
-        raise ValueError(f"netlink attribute {kind} too long ({length} bytes)")
-    return _NLATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
-def nested(kind: int, *parts: bytes) -> bytes:
-    return attr(kind | NLA_F_NESTED, b"".join(parts))
-
-
-def attr_str(kind: int, value: str) -> bytes:
-    return attr(kind, value.encode() + b"\0")
-
-
-def attr_be32(kind: int, value: int) -> bytes:
-    # nf_tables integer attributes are big-endian, whatever the host.
-    return attr(kind, struct.pack(">I", value & 0xFFFFFFFF))
-
-
-def attr_be64(kind: int, value: int) -> bytes:
-    return attr(kind, struct.pack(">Q", value))
 
 
 @dataclass(frozen=True)
@@ -234,20 +197,7 @@ class Batch:
 
 
 def _open_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER)
-    try:
-        # Acks carry only the request's header, errors also a text (extended ack) when the kernel has one.
-        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        sock.bind((0, 0))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return open_socket(NETLINK_NETFILTER, RCVBUF_BYTES)
 
 
 class NftSocket:
@@ -304,8 +254,7 @@ class NftSocket:
 
     @staticmethod
     def _header(kind: int, flags: int, seq: int, family: int, res_id: int, payload: bytes) -> bytes:
-        length = _NLMSGHDR.size + _NFGENMSG.size + len(payload)
-        return _NLMSGHDR.pack(length, kind, flags, seq, 0) + _NFGENMSG.pack(family, NFNETLINK_V0, res_id) + payload
+        return message(kind, flags, seq, _NFGENMSG.pack(family, NFNETLINK_V0, res_id) + payload)
 
     def _ensure_sndbuf(self, size: int) -> None:
         # The kernel refuses a datagram larger than the send buffer (less a little overhead).
@@ -331,34 +280,17 @@ class NftSocket:
 
     def _collect(self, first: int, count: int) -> dict[int, tuple[int, str]]:
         """Read acknowledgements: {seq: (errno, kernel message)}; errno 0 means success."""
-        replies: dict[int, tuple[int, str]] = {}
-        last = first + count + 1
-        pending = set(range(first + 1, first + count + 1))
-        deadline = None
-        while True:
-            try:
-                # The kernel processes a batch inside sendmsg, so its replies are normally queued already.
-                data = self._sock.recv(65536, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                if not pending or any(e for e, _ in replies.values()):
-                    return replies
-                now = time.monotonic()
-                deadline = deadline or now + ACK_TIMEOUT
-                if now >= deadline:
-                    raise NetlinkError(
-                        f"no acknowledgement for {len(pending)} of {count} nf_tables operations",
-                        state_unknown=True,
-                    ) from None
-                select.select([self._sock], [], [], deadline - now)
-                continue
-            except OSError as exc:
-                # ENOBUFS: the kernel had to drop replies; we cannot tell how the batch ended.
-                raise NetlinkError(f"reading nf_tables replies failed: {exc}", errno_=exc.errno,
-                                   state_unknown=True) from exc
-            for seq, err, msg in _parse_errors(data):
-                if first <= seq <= last:
-                    replies[seq] = (err, msg)
-                    pending.discard(seq)
+        try:
+            acks, _ = read_acks(self._sock, range(first + 1, first + count + 1),
+                                range(first, first + count + 2), stop_at_error=True)
+        except AckTimeout as exc:
+            raise NetlinkError(f"no acknowledgement for {exc.pending} of {count} nf_tables operations",
+                               state_unknown=True) from None
+        except OSError as exc:
+            # ENOBUFS: the kernel had to drop replies; we cannot tell how the batch ended.
+            raise NetlinkError(f"reading nf_tables replies failed: {exc}", errno_=exc.errno,
+                               state_unknown=True) from exc
+        return acks
 
     @staticmethod
     def _verdict(batch: Batch, first: int, replies: dict[int, tuple[int, str]]) -> None:
@@ -386,33 +318,3 @@ def _netns_ident(netns: str | None) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
-
-
-def _parse_errors(data: bytes) -> list[tuple[int, int, str]]:
-    """NLMSG_ERROR messages in one datagram as (seq of the request, errno, extended-ack text)."""
-    out = []
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            break
-        if kind == NLMSG_ERROR and length >= _NLMSGHDR.size + 4 + _NLMSGHDR.size:
-            body = offset + _NLMSGHDR.size
-            (error,) = struct.unpack_from("=i", data, body)
-            orig_len, _, _, orig_seq, _ = _NLMSGHDR.unpack_from(data, body + 4)
-            text = ""
-            if flags & NLM_F_ACK_TLVS:
-                # With NETLINK_CAP_ACK (capped) only the request's header is echoed, then the TLVs.
-                echoed = _NLMSGHDR.size if flags & NLM_F_CAPPED else (orig_len + 3) & ~3
-                tlv = body + 4 + echoed
-                end = offset + length
-                while tlv + _NLATTR.size <= end:
-                    alen, akind = _NLATTR.unpack_from(data, tlv)
-                    if alen < _NLATTR.size:
-                        break
-                    if akind == NLMSGERR_ATTR_MSG:
-                        text = data[tlv + 4: tlv + alen].rstrip(b"\0").decode(errors="replace")
-                    tlv += (alen + 3) & ~3
-            out.append((orig_seq, -error, text))
-        offset += (length + 3) & ~3
-    return out

@@ -111,15 +111,12 @@ class NftApplier:
     """Keeps table `table_name` (family ip) in sync with successive desired Rulesets.
 
     full_sync_every: every Nth sync is a full one, which repairs anything changed behind our back.
-    use_netlink: send partial syncs as netlink batches where possible (else always via nft).
     """
 
-    def __init__(self, table_name: str = "skiff-proxy", *, netns: str | None = None, full_sync_every: int = 100,
-                 use_netlink: bool = True):
+    def __init__(self, table_name: str = "skiff-proxy", *, netns: str | None = None, full_sync_every: int = 100):
         self.table = table_name
         self.netns = netns
         self.full_sync_every = max(1, full_sync_every)
-        self.use_netlink = use_netlink
         self._applied: Ruleset | None = None
         self._syncs_since_full = 0
         self._socket: NftSocket | None = None
@@ -161,7 +158,7 @@ class NftApplier:
     async def _apply_partial(self, d: RulesetDiff, ruleset: Ruleset, script: str) -> str | None:
         """Apply one partial transaction; returns how ("netlink" or "nft"), or None if it failed."""
         try:
-            batch = netlink_batch(d, ruleset, self.table) if self.use_netlink else None
+            batch = netlink_batch(d, ruleset, self.table)
         except ValueError:  # e.g. a name too long for a netlink attribute: nft will say what is wrong
             batch = None
         if batch is not None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from functools import partial
 
 import pytest
@@ -26,6 +26,7 @@ from skiff.net.ipcmd import ip_batch_sync
 from skiff.net.names import ROUTE_PROTO
 from skiff.net.ns import netns_path
 from skiff.net.rtnl import Rtnl, RtnlError
+from skiff.node.sandbox import ip_wiring, wire_pod_network
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -74,36 +75,11 @@ def open_netns_fd(stack: ExitStack, netns: str) -> int:
     return fd
 
 
-def pod_network_rtnl(node: Rtnl, pod_ns: str, veth: str, ip: str, gateway: str, batch: bool = False) -> None:
-    """What create_sandbox's two `ip -batch` runs do, as netlink requests from this process."""
-    fd = os.open(netns_path(pod_ns), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        node.add_veth(veth, "eth0", fd)
-        node.add_route(f"{ip}/32", dev=veth, scope="link", proto=ROUTE_PROTO)
-        with Rtnl.in_netns_fd(fd, pod_ns) as pod, (pod.batch() if batch else nullcontext()):
-            pod.set_up("lo")
-            pod.add_address("eth0", f"{ip}/32")
-            pod.set_up("eth0")
-            pod.add_route(f"{gateway}/32", dev="eth0", scope="link")
-            pod.add_route("default", via=gateway, dev="eth0")
-    finally:
-        os.close(fd)
-
-
 def pod_network_ip(node_ns: str, pod_ns: str, veth: str, ip: str, gateway: str) -> None:
-    """The same with `ip`, command for command as skiff.node.sandbox.create_sandbox runs it."""
-    ip_batch_sync([
-        f"link add {veth} type veth peer name eth0 netns {pod_ns}",
-        f"link set {veth} up",
-        f"route add {ip}/32 dev {veth} scope link proto {ROUTE_PROTO}",
-    ], node_ns)
-    ip_batch_sync([
-        "link set lo up",
-        f"addr add {ip}/32 dev eth0",
-        "link set eth0 up",
-        f"route add {gateway}/32 dev eth0 scope link",
-        "route add default via " + gateway + " dev eth0",
-    ], pod_ns)
+    """The same with `ip`: the lines create_sandbox runs when it has no fork server."""
+    node_lines, pod_lines = ip_wiring(pod_ns, veth, ip, gateway)
+    ip_batch_sync(node_lines, node_ns)
+    ip_batch_sync(pod_lines, pod_ns)
 
 
 def node_setup_ip(node_ns: str, gateway: str) -> None:
@@ -176,10 +152,10 @@ def test_veth_across_namespaces_addresses_and_routes_show_as_ip_made_them(make_n
         [link for link in visible_state(node2)["links"] if link[0] == "vethT0"]
 
 
-def test_batched_pod_side_matches_too(make_netns, closing):
+def test_sandbox_wiring_matches_ip(make_netns):
+    """wire_pod_network (the node agent's way, pod side batched) against the `ip` lines."""
     node, pod, node2, pod2 = make_netns(), make_netns(), make_netns(), make_netns()
-    a = closing.enter_context(Rtnl.in_netns(node))
-    pod_network_rtnl(a, pod, "vethB0", POD_IP, GATEWAY, batch=True)
+    wire_pod_network(node, pod, "vethB0", POD_IP, GATEWAY)
     pod_network_ip(node2, pod2, "vethB0", POD_IP, GATEWAY)
     for netns in (pod, pod2):
         wait_for_carrier(netns, "eth0")
@@ -192,7 +168,7 @@ def test_tcp_from_pod_to_node_through_the_veth(make_netns, closing):
     a = closing.enter_context(Rtnl.in_netns(node))
     a.set_up("lo")
     a.add_address("lo", f"{GATEWAY}/32")
-    pod_network_rtnl(a, pod, "vethP0", POD_IP, GATEWAY)
+    wire_pod_network(node, pod, "vethP0", POD_IP, GATEWAY)
 
     server = (
         "import socket\n"
@@ -267,14 +243,13 @@ def test_errors_name_the_operation_and_carry_the_errno(make_netns, closing):
         Rtnl.in_netns(f"skrtnl-missing-{secrets.token_hex(4)}")
 
 
-def test_timing_of_one_pod_network_rtnl_vs_ip_batch(make_netns, closing, capsys):
+def test_timing_of_one_pod_network_rtnl_vs_ip_batch(make_netns, capsys):
     """Not a pass/fail test: prints what one pod's network costs each way."""
     rounds = 30
     node = make_netns()
     node_setup_ip(node, GATEWAY)
-    a = closing.enter_context(Rtnl.in_netns(node))
-    pods = [make_netns() for _ in range(3 * rounds)]
-    samples: dict[str, list[tuple[float, float]]] = {"ip -batch x2": [], "rtnl": [], "rtnl, pod side batched": []}
+    pods = [make_netns() for _ in range(2 * rounds)]
+    samples: dict[str, list[tuple[float, float]]] = {"ip -batch x2": [], "wire_pod_network": []}
 
     def measure(label: str, fn: Callable[[], None]) -> None:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -285,15 +260,13 @@ def test_timing_of_one_pod_network_rtnl_vs_ip_batch(make_netns, closing, capsys)
         children = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         samples[label].append((time.perf_counter() - t0, time.process_time() - c0 + children))
 
-    # Interleaved, so that load from elsewhere on the machine hits all three alike.
+    # Interleaved, so that load from elsewhere on the machine hits both alike.
     for i in range(rounds):
-        ips = [f"10.244.{8 + k}.{i + 2}" for k in range(3)]
-        measure("ip -batch x2", partial(pod_network_ip, node, pods[3 * i], f"vethi{i}", ips[0], GATEWAY))
-        measure("rtnl", partial(pod_network_rtnl, a, pods[3 * i + 1], f"vethr{i}", ips[1], GATEWAY))
-        measure("rtnl, pod side batched",
-                partial(pod_network_rtnl, a, pods[3 * i + 2], f"vethb{i}", ips[2], GATEWAY, batch=True))
+        ips = [f"10.244.{8 + k}.{i + 2}" for k in range(2)]
+        measure("ip -batch x2", partial(pod_network_ip, node, pods[2 * i], f"vethi{i}", ips[0], GATEWAY))
+        measure("wire_pod_network", partial(wire_pod_network, node, pods[2 * i + 1], f"vethr{i}", ips[1], GATEWAY))
 
-    assert len(ip_json(node, "-4", "route")) == 3 * rounds  # every pod got its route
+    assert len(ip_json(node, "-4", "route")) == 2 * rounds  # every pod got its route
     with capsys.disabled():
         print(f"\none pod's network ({rounds} pods each; wall / CPU incl. child processes, ms):")
         for label, values in samples.items():

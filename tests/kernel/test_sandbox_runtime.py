@@ -327,7 +327,7 @@ async def test_a_failing_fork_server_path_falls_back_to_ip_and_leaves_nothing(cl
         assert netns in list_netns()  # the fork server's half is there
         raise OSError(errno.EPERM, "wiring refused (test)")
 
-    monkeypatch.setattr(sandbox_mod, "_wire", broken_wire)
+    monkeypatch.setattr(sandbox_mod, "wire_pod_network", broken_wire)
     node = node_netns(cluster, 0)
     pool = IPPool(cluster.node_pod_cidr(0))
     ip = pool.allocate("66666666-dddd")

@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
+from skiff.net.netlink import NLA_F_NESTED
 from skiff.proxy.expressions import compile_element, compile_rule, compile_set, encode_key, encode_map_value
 from skiff.proxy.model import NamedSet
-from skiff.proxy.netlink import NLA_F_NESTED, Batch
+from skiff.proxy.netlink import Batch
 from skiff.proxy.nft import netlink_batch
 from skiff.proxy.render import diff, render_diff
 from skiff.proxy.rules import NODEPORT_KEY, SERVICE_KEY, desired_ruleset
