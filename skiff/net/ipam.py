@@ -10,6 +10,7 @@ Endpoints or conntrack entries for a moment) is the last to be handed out again.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -104,10 +105,18 @@ class IPPool:
 
 
 class PodIPAM:
-    """An IPPool saved to `path` after every change (atomic replace)."""
+    """An IPPool saved to `path` (atomic replace) after every change.
 
-    def __init__(self, cidr: str, path: str | Path, reserved: Iterable[str] = ()):
+    Inside a running event loop the save is deferred by `save_delay` so that a burst of new pods
+    costs one file, not one per pod (each replace allocates an inode, which is slow on a busy
+    ext4). What that can lose is harmless: the file only keeps pod IPs stable across agent
+    restarts, and a restarted agent rebuilds every sandbox anyway. `flush()` writes now.
+    """
+
+    def __init__(self, cidr: str, path: str | Path, reserved: Iterable[str] = (), save_delay: float = 0.05):
         self.path = Path(path)
+        self.save_delay = save_delay
+        self._pending: asyncio.TimerHandle | None = None
         state: dict = {}
         if self.path.exists():
             state = json.loads(self.path.read_text() or "{}")
@@ -121,6 +130,19 @@ class PodIPAM:
         return self.pool.gateway
 
     def _save(self) -> None:
+        if self._pending is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._pending = loop.call_later(self.save_delay, self.flush)
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(self.pool.to_dict(), indent=1, sort_keys=True))

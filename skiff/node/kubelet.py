@@ -72,6 +72,12 @@ BACKOFF_MAX = 300.0
 BACKOFF_RESET = 600.0
 # Status writes are delayed this long so that a burst of changes costs one write.
 STATUS_DEBOUNCE = 0.01
+# A starting pod goes Pending -> sandbox -> Running -> Ready in a few ms when the node is idle, but
+# each step is a status write when it is busy (a burst of new pods), and every write is paid again
+# by each watcher of pods. So the first write waits, for this long at most, until the pod has
+# settled: every container running and its first readiness known, or something to report (an
+# error, a back-off, an exit).
+FIRST_STATUS_HOLD = 1.0
 
 
 class Backoff:
@@ -170,6 +176,7 @@ class PodWorker:
         self._written_rv = 0
         self._task: asyncio.Task | None = None
         self._status_task: asyncio.Task | None = None
+        self._hold_until = 0.0  # loop time until which the first status write may wait (see _settling)
 
     # ---- lookups ------------------------------------------------------------------------------------
     def spec_of(self, name: str) -> tuple[dict, bool]:
@@ -194,6 +201,8 @@ class PodWorker:
     # ---- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if not self.inits and not self.pod.get("status", {}).get("containerStatuses"):
+            self._hold_until = loop.time() + FIRST_STATUS_HOLD
         self._task = loop.create_task(self._run(), name=f"pod-{self.namespace}/{self.name}")
         self._status_task = loop.create_task(self._status_loop(), name=f"status-{self.namespace}/{self.name}")
 
@@ -553,15 +562,19 @@ class PodWorker:
             # the declared TCP ports (2 s at most) before calling the container ready, or before its
             # first readiness probe, means traffic never reaches a pod that would refuse it and a
             # probe does not fail just because it ran a few milliseconds too early.
+            # The pause between tries grows (2 ms to 50 ms): on a node starting many pods at once,
+            # a fixed short pause made these tries a good part of the agent's CPU.
             deadline = time.monotonic() + 2.0
             pending = list(ports)
+            pause = 0.002
             while pending and time.monotonic() < deadline and proc.running:
                 try:
                     _r, w = await asyncio.wait_for(asyncio.open_connection(sb.ip, pending[0]), 0.5)
                     w.close()
                     pending.pop(0)
                 except (OSError, TimeoutError):
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 1.5, 0.05)
 
         async def ready_when_listening() -> None:
             await wait_listening()
@@ -608,10 +621,28 @@ class PodWorker:
     def desired_status(self) -> dict:
         return pod_status(self.pod, self.view, self.inits, self.containers, time.time())
 
+    def _settling(self) -> bool:
+        """A first start still under way with nothing worth a write yet (see FIRST_STATUS_HOLD)."""
+        if self._stop.is_set() or self.terminal:
+            return False
+        for rec in self.containers:
+            if rec.state == TERMINATED or (rec.state == WAITING and rec.reason != "ContainerCreating"):
+                return False  # an exit or an error: the user should see it now
+        spec_of = {c.get("name"): c for c in self.pod.get("spec", {}).get("containers") or []}
+        return not all(rec.state == RUNNING and rec.started
+                       and (rec.ready or bool((spec_of.get(rec.name) or {}).get("readinessProbe")))
+                       for rec in self.containers)
+
     async def _status_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._dirty.wait()
             await asyncio.sleep(STATUS_DEBOUNCE)
+            while loop.time() < self._hold_until and self._settling():
+                self._dirty.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), self._hold_until - loop.time())
+            self._hold_until = 0.0
             self._dirty.clear()
             try:
                 await self._write_status()
@@ -726,6 +757,7 @@ class Kubelet:
             await asyncio.wait(tasks, timeout=self.shutdown_grace + 1)
         for netns in list_sandbox_netns(self.node_netns):
             await destroy_sandbox_netns(self.node_netns, netns)
+        self.ipam.flush()
         await self.services.stop()
         # Let queued events go out, briefly.
         with contextlib.suppress(TimeoutError):

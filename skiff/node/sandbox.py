@@ -7,8 +7,9 @@ A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
   route via the node's pod gateway (an address on the node's loopback); the node has a /32
   route to the pod on the veth. Created from the host or from inside the node's namespace alike:
   every command names its namespace (``ip -n``).
-- ``/etc/netns/<pod netns>/{resolv.conf,hosts,hostname}``, which ``ip netns exec`` bind-mounts
-  over /etc in the mount namespace it creates for the pause process.
+- the pod's resolv.conf, hosts and hostname bound over /etc in the pause process's mount
+  namespace: from a tmpfs private to that namespace (fork server), or from
+  ``/etc/netns/<pod netns>/``, which ``ip netns exec`` bind-mounts (the fallback below).
 - the pause process: ``sleep infinity`` in the pod's network namespace, in that mount namespace
   and in its own UTS namespace whose hostname is the pod's. Containers and exec sessions join
   its namespaces with nsenter (skiff.node.runtime). It is started detached (not our child) so it
@@ -112,14 +113,6 @@ def write_pod_etc(netns: str, resolv_conf: str, hosts: str, hostname: str) -> st
     return directory
 
 
-def update_pod_etc(sandbox: Sandbox, resolv_conf: str | None = None, hosts: str | None = None) -> None:
-    directory = os.path.join(ETC_NETNS_DIR, sandbox.netns)
-    for filename, content in (("resolv.conf", resolv_conf), ("hosts", hosts)):
-        if content is not None:
-            with open(os.path.join(directory, filename), "w") as f:
-                f.write(content)
-
-
 async def _start_pause(netns: str, hostname: str) -> int:
     # setsid --fork: the pause process is re-parented to init, so it is never our zombie and
     # lives on when the agent restarts.
@@ -185,8 +178,9 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
 
 
 async def _create_forked(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
-                         hostname: str) -> int:
-    pid = await server.sandbox(netns, netns_path(netns), os.path.join(ETC_NETNS_DIR, netns), hostname)
+                         resolv_conf: str, hosts: str, hostname: str) -> int:
+    etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
+    pid = await server.sandbox(netns, netns_path(netns), etc, hostname)
     wire_pod_network(node_netns, netns, veth, ip, gateway)
     return pid
 
@@ -248,19 +242,19 @@ async def create_sandbox(
     if netns_exists(netns):
         # A previous attempt died half-way; start clean.
         await destroy_sandbox_netns(node_netns, netns)
-    write_pod_etc(netns, resolv_conf, hosts, hostname)
     pause_pid = None
     if fork_server is not None and fork_server.alive:
         try:
-            pause_pid = await _create_forked(fork_server, node_netns, netns, veth, ip, gateway, hostname)
+            pause_pid = await _create_forked(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts,
+                                             hostname)
         except (ForkServerError, SpawnFailed, OSError) as exc:
             log.warning("sandbox %s through the fork server failed (%s); using ip", netns, exc)
             await destroy_sandbox_netns(node_netns, netns)
-            write_pod_etc(netns, resolv_conf, hosts, hostname)
         except BaseException:
             await destroy_sandbox_netns(node_netns, netns)
             raise
     if pause_pid is None:
+        write_pod_etc(netns, resolv_conf, hosts, hostname)
         try:
             pause_pid = await _create_with_ip(node_netns, netns, veth, ip, gateway, hostname)
         except (CommandError, SandboxError, OSError) as exc:

@@ -174,6 +174,13 @@ async def test_pods_reach_each_other_and_host_reaches_pods(cluster, maker, tmp_p
         # The host's view is untouched.
         assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() != "client"
         assert open("/etc/resolv.conf").read() != RESOLV
+        # Other pods' namespace pins are not mounted in the pod (fork server) and the files behind
+        # /etc are not left on disk (fork server) or are in /etc/netns (ip netns exec).
+        pins = await exec_in_container(client, ["sh", "-c", "grep -c ' /run/netns' /proc/self/mountinfo"],
+                                       CLEAN_ENV)
+        forked = maker is not None
+        assert (pins.stdout.decode().strip() == "0") == forked, pins.stdout
+        assert os.path.exists(f"/etc/netns/{client.netns}/resolv.conf") != forked
 
         # Pods reach the host (where the API server listens) through their node.
         reach_host = await exec_in_container(

@@ -1,3 +1,4 @@
+import asyncio
 import json
 
 import pytest
@@ -72,6 +73,34 @@ def test_persisted_state_survives_a_restart(tmp_path):
     saved = json.loads(path.read_text())
     assert saved["allocations"] == {"10.244.2.3": "uid-2", "10.244.2.4": "uid-3"}
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_a_burst_inside_the_event_loop_is_saved_once_after_the_delay(tmp_path):
+    path = tmp_path / "ipam.json"
+
+    async def burst() -> tuple[bool, dict]:
+        ipam = PodIPAM("10.244.2.0/24", path, save_delay=0.05)
+        for i in range(20):
+            ipam.allocate(f"uid-{i}")
+        written_at_once = path.exists()
+        await asyncio.sleep(0.2)
+        return written_at_once, json.loads(path.read_text())
+
+    written_at_once, saved = asyncio.run(burst())
+    assert not written_at_once
+    assert len(saved["allocations"]) == 20
+
+
+def test_flush_writes_a_pending_save_right_away(tmp_path):
+    path = tmp_path / "ipam.json"
+
+    async def allocate_and_flush() -> None:
+        ipam = PodIPAM("10.244.2.0/24", path, save_delay=60)
+        ipam.allocate("uid-1")
+        ipam.flush()
+
+    asyncio.run(allocate_and_flush())
+    assert PodIPAM("10.244.2.0/24", path).ip_of("uid-1") == "10.244.2.2"
 
 
 def test_state_for_another_range_is_discarded(tmp_path):
