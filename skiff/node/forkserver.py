@@ -268,7 +268,7 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
         os._exit(code)
 
 
-def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> None:
+def _spawn(sock: socket.socket, pending: _Pending, req: dict, fds: list[int], server_pid: int) -> None:
     ns_fds: dict[str, int] = {}
     try:
         if len(fds) != 2:
@@ -284,35 +284,76 @@ def _spawn(sock: socket.socket, req: dict, fds: list[int], server_pid: int) -> N
             os.close(fd)
         _send(sock, {"op": "failed", "id": req.get("id"), "error": str(exc)})
         return
-    _fork_and_report(sock, req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid),
-                     [*fds, *ns_fds.values()])
+    pending.fork(req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid),
+                 [*fds, *ns_fds.values()])
 
 
-def _fork_and_report(sock: socket.socket, rid: object, child: Callable[[int], NoReturn],
-                     parent_closes: list[int]) -> None:
-    """Fork; the child runs child(sync_w), which writes an error there or closes it once ready.
-    Answers the agent with "started" (and the pid) or "failed" (and the child's error)."""
-    sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()  # nothing of ours may be written twice
-    pid = os.fork()
-    if pid == 0:
+class _Pending:
+    """Children forked but not yet reported: the server does not wait for a child to finish its
+    setup (joining namespaces, mounts) before serving the next request, so that the children of
+    a burst set up side by side. A child's "started"/"failed" always precedes its "exited"."""
+
+    def __init__(self, sock: socket.socket, sel: selectors.BaseSelector) -> None:
+        self.sock = sock
+        self.sel = sel
+        self.by_fd: dict[int, tuple[object, int, bytearray]] = {}  # sync_r -> (request id, pid, error)
+        self.pids: set[int] = set()
+        self.early_exits: dict[int, int] = {}  # pid -> wait status, reaped before its report
+
+    def fork(self, rid: object, child: Callable[[int], NoReturn], parent_closes: list[int]) -> None:
+        """Fork; the child runs child(sync_w), which writes an error there or closes it once ready."""
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # nothing of ours may be written twice
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(sync_r)
+                child(sync_w)
+            finally:
+                os._exit(127)
+        for fd in [*parent_closes, sync_w]:
+            os.close(fd)
+        os.set_blocking(sync_r, False)
+        self.by_fd[sync_r] = (rid, pid, bytearray())
+        self.pids.add(pid)
+        self.sel.register(sync_r, selectors.EVENT_READ)
+
+    def readable(self, fd: int) -> None:
+        rid, pid, error = self.by_fd[fd]
         try:
-            os.close(sync_r)
-            child(sync_w)
-        finally:
-            os._exit(127)
-    for fd in [*parent_closes, sync_w]:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        if chunk:
+            error += chunk
+            return
+        self.sel.unregister(fd)
         os.close(fd)
-    error = b""
-    while chunk := os.read(sync_r, 4096):
-        error += chunk
-    os.close(sync_r)
-    if error:
-        os.waitpid(pid, 0)  # it exits right away; nobody but us needs to know
-        _send(sock, {"op": "failed", "id": rid, "error": error.decode(errors="replace")})
-    else:
-        _send(sock, {"op": "started", "id": rid, "pid": pid})
+        del self.by_fd[fd]
+        self.pids.discard(pid)
+        status = self.early_exits.pop(pid, None)
+        if error:
+            if status is None:
+                os.waitpid(pid, 0)  # it exits right away; nobody but us needs to know
+            _send(self.sock, {"op": "failed", "id": rid, "error": error.decode(errors="replace")})
+            return
+        _send(self.sock, {"op": "started", "id": rid, "pid": pid})
+        if status is not None:
+            _send(self.sock, {"op": "exited", "pid": pid, "status": status})
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.pids:
+                self.early_exits[pid] = status
+            else:
+                _send(self.sock, {"op": "exited", "pid": pid, "status": status})
 
 
 def _sandbox_child(req: dict, sync_w: int) -> NoReturn:
@@ -380,7 +421,7 @@ def _sandbox_child(req: dict, sync_w: int) -> NoReturn:
         signal.pause()
 
 
-def _make_sandbox(sock: socket.socket, req: dict, fds: list[int]) -> None:
+def _make_sandbox(sock: socket.socket, pending: _Pending, req: dict, fds: list[int]) -> None:
     for fd in fds:
         os.close(fd)
     missing = [k for k in ("name", "netns_path", "hostname") if not isinstance(req.get(k), str)]
@@ -389,18 +430,7 @@ def _make_sandbox(sock: socket.socket, req: dict, fds: list[int]) -> None:
     if missing:
         _send(sock, {"op": "failed", "id": req.get("id"), "error": f"sandbox request without {', '.join(missing)}"})
         return
-    _fork_and_report(sock, req["id"], lambda sync_w: _sandbox_child(req, sync_w), [])
-
-
-def _reap(sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        _send(sock, {"op": "exited", "pid": pid, "status": status})
+    pending.fork(req["id"], lambda sync_w: _sandbox_child(req, sync_w), [])
 
 
 def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD) -> int:
@@ -423,9 +453,13 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     me = os.getpid()
+    pending = _Pending(sock, sel)
     _send(sock, {"op": "ready", "pid": me})
     while True:
         for key, _ in sel.select(timeout=5.0):
+            if key.fileobj in pending.by_fd:
+                pending.readable(key.fileobj)
+                continue
             if key.fileobj == wake_r:
                 try:
                     while os.read(wake_r, 512):
@@ -446,10 +480,10 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
                 _send(sock, {"op": "failed", "id": None, "error": str(exc)})
                 continue
             if req.get("op") == "sandbox":
-                _make_sandbox(sock, req, fds)
+                _make_sandbox(sock, pending, req, fds)
             else:
-                _spawn(sock, req, fds, me)
-        _reap(sock)
+                _spawn(sock, pending, req, fds, me)
+        pending.reap()
 
 
 def main(argv: list[str]) -> None:

@@ -190,6 +190,35 @@ async def test_environment_exit_codes_and_signals(network, sandbox, server, tmp_
     assert read_log(str(tmp_path / "p.log")) == b"Shutting down, got signal: Terminated\n"
 
 
+async def test_a_burst_of_starts_is_served_side_by_side_in_order(network, sandbox, server, tmp_path):
+    # Requests are answered as each child is ready, not one after the other; a child that exits at
+    # once (a bad program name) is still reported started before exited, and a failing setup
+    # in the middle of the burst fails alone.
+    argv, env = builtin("registry.k8s.io/pause:3.10")
+    bad_argv = [*argv[:3], "no-such-program"]
+    r, w = os.pipe()
+    try:
+        starts = [start_container(sandbox, bad_argv if i % 3 == 0 else argv, env, None, str(tmp_path / f"{i}.log"))
+                  for i in range(12)]
+        broken = server.spawn(argv, env, None, {"net": "/proc/no-such/ns/net"}, w, w)
+        *procs, failure = await asyncio.gather(*starts, broken, return_exceptions=True)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert isinstance(failure, SpawnFailed)
+    try:
+        assert all(p.forked for p in procs)
+        for i, proc in enumerate(procs):
+            if i % 3 == 0:
+                assert await asyncio.wait_for(proc.wait(), 10) == 2
+            else:
+                await until_waiting_for_sigterm(proc.pid)
+                assert proc.running and proc.pid in netns_pids(sandbox.netns)
+    finally:
+        codes = await asyncio.gather(*(p.stop(5) for p in procs if p.running))
+    assert codes and set(codes) == {0}
+
+
 async def test_setup_errors_are_start_errors(network, sandbox, server, tmp_path):
     argv, env = builtin("registry.k8s.io/pause:3.10")
     r, w = os.pipe()
