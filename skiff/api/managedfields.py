@@ -87,8 +87,46 @@ def path_string(path: Path) -> str:
 
 # ---- FieldsV1 <-> sets ----------------------------------------------------------------------------------
 
+class _Memo:
+    """A bounded memo of a pure function of JSON-shaped data, keyed by a string or frozenset.
+
+    Every write decodes and re-encodes every manager's `fieldsV1`, and most of them did not change
+    since the last write of the object: the same few sets go back and forth many times."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self._items: dict[Any, Any] = {}
+        self._size = size
+
+    def get(self, key: Any) -> Any:
+        return self._items.get(key)
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._items) >= self._size:
+            self._items.pop(next(iter(self._items)))
+        self._items[key] = value
+
+
+_dumps_plain = json.JSONEncoder(separators=(",", ":")).encode
+_SETS = _Memo()
+_FIELDS = _Memo()
+
+
 def fields_to_set(fields: dict | None) -> set[Path]:
     """Decode a `fieldsV1` object into a set of paths."""
+    if not isinstance(fields, dict) or not fields:
+        return _fields_to_set(fields)
+    try:
+        key = _dumps_plain(fields)
+    except (TypeError, ValueError):
+        return _fields_to_set(fields)
+    known = _SETS.get(key)
+    if known is None:
+        known = frozenset(_fields_to_set(fields))
+        _SETS.put(key, known)
+    return set(known)
+
+
+def _fields_to_set(fields: dict | None) -> set[Path]:
     out: set[Path] = set()
 
     def walk(node: dict, prefix: Path) -> None:
@@ -115,6 +153,15 @@ def _element_order(element: str) -> tuple:
 
 def set_to_fields(paths: set[Path]) -> dict:
     """Encode a set of paths as `fieldsV1` (children sorted, `.` first), as the apiserver stores it."""
+    key = frozenset(paths)
+    text = _FIELDS.get(key)
+    if text is None:
+        text = _dumps_plain(_set_to_fields(paths))
+        _FIELDS.put(key, text)
+    return json.loads(text)  # a fresh tree each time: the caller puts it into an object
+
+
+def _set_to_fields(paths: set[Path]) -> dict:
     tree: dict = {}
     members: set[Path] = set()
     for path in paths:
@@ -499,22 +546,31 @@ def server_side_apply(live: dict | None, applied: dict, manager: str, force: boo
 
 def update_managed_fields(old: dict | None, new: dict, manager: str, operation: str = "Update", *,
                           group: str, version: str, kind: str, now: str, subresource: str = "",
-                          ignored_fields: tuple[str, ...] = ()) -> dict:
+                          ignored_fields: tuple[str, ...] = (), merge_patch: dict | None = None,
+                          copy: bool = True) -> dict:
     """Record a non-apply write (create, update, patch) by `manager` in `new`'s managedFields.
 
     `old` is the stored object (None for a create). Managed fields the client sent in `new` replace the
-    stored ones, as kube-apiserver allows; otherwise they are carried over from `old`. Returns a copy.
+    stored ones, as kube-apiserver allows; otherwise they are carried over from `old`. Returns a copy,
+    or `new` itself when not `copy`.
+
+    `merge_patch`: the JSON merge patch (RFC 7386) that turned `old` into `new`. Only the fields it
+    names can differ, so only those are compared (see `_merge_patch_scope`).
     """
     node = _node(group, version, kind)
     sent = _decode(new)
     managers = sent if sent else _decode(old)
-    before = _without_meta(old) if old else _empty_like(new)
-    after = _without_meta(new)
+    scoped = bool(old) and _merge_patch_scope(merge_patch)
+    if scoped:
+        before, after = _project(old, merge_patch), _project(new, merge_patch)
+    else:
+        before = _without_meta(old) if old else _empty_like(new)
+        after = _without_meta(new)
     added, modified, removed = compare(before, after, node)
     added = _owned(added, ignored_fields)
     modified = _owned(modified, ignored_fields)
     removed = _owned(removed, ignored_fields)
-    result = clone(new)
+    result = clone(new) if copy else new
     if not (added or modified or removed):
         return _encode(result, managers)
     api_version = _api_version(group, version)
@@ -530,6 +586,36 @@ def update_managed_fields(old: dict | None, new: dict, manager: str, operation: 
     mine.fields = (mine.fields - removed) | added | modified
     mine.time = now
     return _encode(result, managers)
+
+
+def _merge_patch_scope(patch: Any) -> bool:
+    """Whether comparing only what `patch` names gives the full comparison's answer.
+
+    A merge patch leaves every key it does not name as it was, and a subtree that is equal on both
+    sides adds nothing to `compare`; so the projections of old and new on the patch's keys (see
+    `_project`) compare like the whole objects. managedFields is left out of both sides of the full
+    comparison; a patch that writes it also changes whose fields are recorded, so it takes the full path.
+    """
+    if not isinstance(patch, dict):
+        return False
+    md = patch.get("metadata", _MISSING)
+    return md is _MISSING or (isinstance(md, dict) and "managedFields" not in md)
+
+
+def _project(value: Any, patch: Any) -> Any:
+    """`value` restricted to the keys `patch` names, in `value`'s order; whole below a non-object patch.
+
+    Keys absent from `value` stay absent: `compare` only visits keys present on one side at least."""
+    if not isinstance(patch, dict) or not isinstance(value, dict):
+        return value
+    return {k: _project(v, patch[k]) for k, v in value.items() if k in patch}
+
+
+def check_decodable(old: dict | None, new: dict) -> None:
+    """Raise what update_managed_fields(old, new, ...) would raise, and nothing else: decoding the
+    managedFields it starts from is all that can fail (its comparisons work on any JSON)."""
+    if not _decode(new):
+        _decode(old)
 
 
 def _empty_like(new: dict) -> dict:

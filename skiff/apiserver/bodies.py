@@ -86,5 +86,10 @@ def json_response(body: Any, status: int = 200, headers: dict | None = None) -> 
                         content_type="application/json", headers=headers)
 
 
+def raw_json_response(body: bytes, status: int = 200, headers: dict | None = None) -> web.Response:
+    """A response whose body is already the JSON json_response would have made."""
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
 def status_response(err: errors.APIError) -> web.Response:
     return json_response(err.status(), err.code, err.headers or None)

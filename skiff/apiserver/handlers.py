@@ -18,13 +18,16 @@ from skiff.api.errors import APIError
 from skiff.api.resources import REVIEW_KINDS, ResourceInfo, lookup
 from skiff.api.selectors import selector_string
 from skiff.api.validation import structure
-from skiff.apiserver import bodies, fieldprune
+from skiff.apiserver import bodies, fieldprune, strategy
 from skiff.apiserver.registry import Registry, make_selection
 
 if TYPE_CHECKING:
     from skiff.apiserver.server import APIServer
 
 log = logging.getLogger("skiff.apiserver")
+
+# Most watch events queued for one watcher that go out in one write (bounds the write's size).
+_WATCH_BATCH = 256
 
 
 @dataclass
@@ -117,19 +120,30 @@ class ResourceHandler:
     def _check_fields(self, request: web.Request, info: ResourceInfo, obj: dict) -> list[str]:
         """Apply fieldValidation: Strict rejects unknown fields, Warn reports them; both prune them,
         as decoding into kube-apiserver's Go types would."""
+        return self._check_fields_pruned(request, info, obj)[0]
+
+    def _check_fields_pruned(self, request: web.Request, info: ResourceInfo, obj: dict) -> tuple[list[str], bool]:
+        """_check_fields, and whether it removed anything from `obj`."""
         type_err = structure.type_errors(obj, info.group, info.version, info.kind)
         if type_err:
             raise errors.bad_request(type_err)
         unknown = structure.unknown_fields(obj, info.group, info.version, info.kind)
         if not unknown:
-            return []
+            return [], False
         mode = request.query.get("fieldValidation", "Warn")
         if mode == "Strict":
             raise errors.bad_request(structure.strict_decoding_error(info.kind, info.version, unknown))
         fieldprune.prune(obj, unknown)
         if mode == "Ignore":
-            return []
-        return [f'unknown field "{p}"' for p in unknown]
+            return [], True
+        return [f'unknown field "{p}"' for p in unknown], True
+
+    def _object_response(self, obj: dict, status: int = 200, headers: dict | None = None) -> web.Response:
+        """The answer to a write: the JSON the registry made when it stored `obj`, or a fresh one."""
+        body = self.registry.written_json(obj)
+        if body is None:
+            return bodies.json_response(obj, status, headers)
+        return bodies.raw_json_response(body, status, headers)
 
     @staticmethod
     def _warning_headers(warnings: list[str]) -> dict:
@@ -174,7 +188,7 @@ class ResourceHandler:
         obj, warnings, dry, manager = await self._write_body(request, t)
         obj = _managed(None, obj, manager, t.info, meta.now_rfc3339())
         created = await self.registry.create(t.info, t.namespace, obj, dry_run=dry)
-        return bodies.json_response(created, 201, self._warning_headers(warnings))
+        return self._object_response(created, 201, self._warning_headers(warnings))
 
     async def update(self, request: web.Request, t: Target) -> web.Response:
         obj, warnings, dry, manager = await self._write_body(request, t)
@@ -187,7 +201,7 @@ class ResourceHandler:
                 return cur
             new, _ = await self.registry.update(t.info, t.namespace, t.name, obj, dry_run=dry,
                                                 mutate=set_finalizers, subresource="finalize")
-            return bodies.json_response(new)
+            return self._object_response(new)
         rv = obj["metadata"].get("resourceVersion")
         if rv is None and t.subresource is None:
             # An update without resourceVersion is an unconditional replace (allowed for most types).
@@ -204,7 +218,7 @@ class ResourceHandler:
                 pass
             new, created = await self.registry.update(t.info, t.namespace, t.name, obj, subresource=sub,
                                                       dry_run=dry)
-        return bodies.json_response(new, 201 if created else 200, self._warning_headers(warnings))
+        return self._object_response(new, 201 if created else 200, self._warning_headers(warnings))
 
     async def patch(self, request: web.Request, t: Target) -> web.Response:
         raw = await bodies.read_body(request)
@@ -234,7 +248,7 @@ class ResourceHandler:
             new, created = await self.registry.update(info, t.namespace, t.name, {}, subresource=t.subresource,
                                                       dry_run=dry, mutate=mutate,
                                                       create_if_missing=t.subresource is None)
-            return bodies.json_response(new, 201 if created else 200, self._warning_headers(warnings))
+            return self._object_response(new, 201 if created else 200, self._warning_headers(warnings))
         if ct == "application/json-patch+json":
             ops = bodies.parse_json(raw)
 
@@ -256,22 +270,31 @@ class ResourceHandler:
                            "application/json-patch+json, application/merge-patch+json, "
                            "application/apply-patch+yaml, application/strategic-merge-patch+json")
 
+        merge_body = body if ct == "application/merge-patch+json" else None
+
         def mutate2(cur: dict) -> dict:
-            old = clone(cur)
+            # Every apply_* works on a copy, so `cur` (the stored object itself) stays as it was.
             new = apply(cur)
             if not isinstance(new, dict):
                 raise errors.bad_request("the patch did not produce an object")
-            warnings[:] = self._check_fields(request, info, new)
-            return _managed(old, new, manager, t.info, now)
+            warnings[:], pruned = self._check_fields_pruned(request, info, new)
+            if strategy.keeps_stored_metadata(t.subresource):
+                # managedFields would be replaced by the stored ones: only its decoding errors can show.
+                managedfields.check_decodable(cur, new)
+                return new
+            # Pruning may remove fields the patch did not name: then only the full comparison is right.
+            return managedfields.update_managed_fields(
+                cur, new, manager, group=info.group, version=info.version, kind=info.kind, now=now,
+                merge_patch=None if pruned else merge_body, copy=False)
         new, _ = await self.registry.update(info, t.namespace, t.name, {}, subresource=t.subresource,
-                                            dry_run=dry, mutate=mutate2)
-        return bodies.json_response(new, 200, self._warning_headers(warnings))
+                                            dry_run=dry, mutate=mutate2, mutate_copy=False)
+        return self._object_response(new, 200, self._warning_headers(warnings))
 
     async def delete(self, request: web.Request, t: Target) -> web.Response:
         options = await self._delete_options(request)
         dry = request.query.get("dryRun") == "All" or "All" in (options.get("dryRun") or [])
         obj, gone = await self.registry.delete(t.info, t.namespace, t.name, options, dry_run=dry)
-        return bodies.json_response(obj, 200)
+        return self._object_response(obj, 200)
 
     async def _delete_options(self, request: web.Request) -> dict:
         raw = await bodies.read_body(request)
@@ -402,6 +425,17 @@ class ResourceHandler:
                                      "code": 201}, 201)
 
     # ---- watch ---------------------------------------------------------------------------
+    def _event_line(self, etype: str, obj: dict) -> bytes:
+        """json.dumps({"type": etype, "object": obj}) + newline, reusing the object's JSON from its write."""
+        body = None
+        try:
+            body = self.registry.revision_json(int(obj["metadata"]["resourceVersion"]))
+        except (KeyError, TypeError, ValueError):
+            pass
+        if body is None:
+            return json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+        return _EVENT_PREFIX[etype] + body + b"}\n"
+
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
         q = request.query
         info = t.info
@@ -447,7 +481,7 @@ class ResourceHandler:
                 key = (etype, obj["metadata"].get("resourceVersion"), obj["metadata"].get("uid"))
                 line = self._encoded.get(key)
                 if line is None:
-                    line = json.dumps({"type": etype, "object": obj}, separators=(",", ":")).encode() + b"\n"
+                    line = self._event_line(etype, obj)
                     self._encoded[key] = line
                     if len(self._encoded) > 4096:
                         self._encoded.pop(next(iter(self._encoded)))
@@ -483,28 +517,48 @@ class ResourceHandler:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
-                wait = min(remaining, 15.0) if bookmarks else remaining
-                try:
-                    item = await asyncio.wait_for(events.get(), wait)
-                except TimeoutError:
-                    if bookmarks and loop.time() < deadline:
-                        cur = max(last_rv, self.server.store.current_revision())
-                        await resp.write(encode("BOOKMARK", {"kind": info.kind, "apiVersion": info.api_version,
-                                                             "metadata": {"resourceVersion": str(cur)}}))
-                    continue
-                if item is done:
+                if events.empty():
+                    wait = min(remaining, 15.0) if bookmarks else remaining
+                    try:
+                        item = await asyncio.wait_for(events.get(), wait)
+                    except TimeoutError:
+                        if bookmarks and loop.time() < deadline:
+                            cur = max(last_rv, self.server.store.current_revision())
+                            await resp.write(encode("BOOKMARK", {"kind": info.kind, "apiVersion": info.api_version,
+                                                                 "metadata": {"resourceVersion": str(cur)}}))
+                        continue
+                else:
+                    item = events.get_nowait()
+                # Whatever else is already queued goes out in the same write: one TLS record and one
+                # chunk for a burst instead of one per event (clients split the stream on newlines).
+                batch: list[bytes] = []
+                end = False
+                while True:
+                    if item is done:
+                        end = True
+                        break
+                    if isinstance(item, APIError):
+                        batch.append(encode("ERROR", item.status()))
+                        end = True
+                        break
+                    etype, obj = item
+                    last_rv = int(obj["metadata"].get("resourceVersion") or last_rv)
+                    batch.append(encode(etype, obj))
+                    if events.empty() or len(batch) >= _WATCH_BATCH:
+                        break
+                    item = events.get_nowait()
+                if batch:
+                    await resp.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                if end:
                     break
-                if isinstance(item, APIError):
-                    await resp.write(encode("ERROR", item.status()))
-                    break
-                etype, obj = item
-                last_rv = int(obj["metadata"].get("resourceVersion") or last_rv)
-                await resp.write(encode(etype, obj))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             pumper.cancel()
         return resp
+
+
+_EVENT_PREFIX = {t: b'{"type":"' + t.encode() + b'","object":' for t in ("ADDED", "MODIFIED", "DELETED")}
 
 
 def _managed(old: dict | None, new: dict, manager: str, info: ResourceInfo, now: str) -> dict:

@@ -38,14 +38,75 @@ _FIELD_LABELS: dict[str, set[str]] = {
 }
 
 
-def _encode(obj: dict) -> bytes:
+# What json.dumps(obj, separators=(",", ":")) uses, built once.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _encode_split(obj: dict) -> tuple[bytes, tuple[str, str] | None]:
+    """The stored value (the object's JSON without metadata.resourceVersion), and that same JSON cut
+    where metadata ends, so that the JSON of the object with its resourceVersion (last in metadata,
+    where this function leaves it) is one splice away instead of a second serialization.
+    The cut is None for objects whose top level the splice cannot reproduce exactly."""
     md = obj["metadata"]
     rv = md.pop("resourceVersion", None)
     try:
-        return json.dumps(obj, separators=(",", ":")).encode()
+        if any(type(k) is not str for k in obj):
+            return _dumps(obj).encode(), None
+        before: list[str] = []
+        after: list[str] = []
+        md_json = ""
+        for k, v in obj.items():
+            if k == "metadata":
+                md_json = _dumps(v)
+            else:
+                (after if md_json else before).append(_dumps(k) + ":" + _dumps(v))
+        before.append('"metadata":' + md_json[:-1])
+        head = "{" + ",".join(before)
+        tail = "}" + "".join("," + a for a in after) + "}"
+        return (head + tail).encode(), (head, tail)
     finally:
         if rv is not None:
             md["resourceVersion"] = rv
+
+
+def _with_resource_version(cut: tuple[str, str], rv: str) -> bytes:
+    head, tail = cut
+    sep = "" if head.endswith("{") else ","
+    return (head + sep + '"resourceVersion":' + _dumps(rv) + tail).encode()
+
+
+class _WrittenJSON:
+    """The JSON (with resourceVersion) of objects this registry just wrote, by revision, so that the
+    response to the write and every watcher's event reuse it instead of serializing the object again.
+
+    The response path also checks object identity (`of`): only the very dict that was written,
+    returned unchanged to its handler, may use the stored bytes."""
+
+    def __init__(self, size: int = 1024, objects: int = 64) -> None:
+        self._json: OrderedDict[int, bytes] = OrderedDict()
+        self._objects: OrderedDict[int, dict] = OrderedDict()
+        self._size = size
+        self._objects_size = objects
+
+    def remember(self, revision: int, obj: dict, body: bytes) -> None:
+        self._json[revision] = body
+        if len(self._json) > self._size:
+            self._json.popitem(last=False)
+        self._objects[revision] = obj
+        if len(self._objects) > self._objects_size:
+            self._objects.popitem(last=False)
+
+    def at(self, revision: int) -> bytes | None:
+        return self._json.get(revision)
+
+    def of(self, obj: dict) -> bytes | None:
+        try:
+            revision = int(obj["metadata"]["resourceVersion"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if self._objects.get(revision) is not obj:
+            return None
+        return self._json.get(revision)
 
 
 def decode(kv: KeyValue) -> dict:
@@ -116,6 +177,19 @@ class Registry:
         # on_deleted(info, obj) runs after an object is really removed (releases allocations).
         self.on_deleted: ReleaseFn | None = None
         self._decoded = _RevisionCache()
+        self._written = _WrittenJSON()
+
+    def written_json(self, obj: dict) -> bytes | None:
+        """The JSON of `obj` if it is an object a write of this registry just returned, unchanged."""
+        return self._written.of(obj)
+
+    def revision_json(self, revision: int) -> bytes | None:
+        """The JSON (with resourceVersion) of the object this registry wrote at `revision`, if recent."""
+        return self._written.at(revision)
+
+    def _remember(self, revision: int, obj: dict, cut: tuple[str, str] | None) -> None:
+        if cut is not None:
+            self._written.remember(revision, obj, _with_resource_version(cut, str(revision)))
 
     # ---- reads ---------------------------------------------------------------------------
     async def get(self, info: ResourceInfo, namespace: str | None, name: str) -> dict:
@@ -204,8 +278,9 @@ class Registry:
             if undo:
                 undo()
             return obj
+        value, cut = _encode_split(obj)
         try:
-            kv = await self.store.create(key, _encode(obj))
+            kv = await self.store.create(key, value)
         except KeyExists:
             if undo:
                 undo()
@@ -215,15 +290,17 @@ class Registry:
                 undo()
             raise
         md["resourceVersion"] = str(kv.mod_revision)
+        self._remember(kv.mod_revision, obj, cut)
         return obj
 
     async def update(self, info: ResourceInfo, namespace: str | None, name: str, obj: dict, *,
                      subresource: str | None = None, dry_run: bool = False,
-                     mutate: Callable[[dict], dict] | None = None, create_if_missing: bool = False
-                     ) -> tuple[dict, bool]:
+                     mutate: Callable[[dict], dict] | None = None, create_if_missing: bool = False,
+                     mutate_copy: bool = True) -> tuple[dict, bool]:
         """Replace an object. With `mutate`, the new object is computed from the current one and the
         write retried on conflicts (PATCH); without it, a stale resourceVersion is a 409 (PUT).
-        Returns (object, created)."""
+        `mutate` gets a copy of the current object, or with `mutate_copy=False` the object itself,
+        which it must then leave unchanged. Returns (object, created)."""
         key = info.storage_key(namespace, name)
         for _attempt in range(8):
             kv = await self.store.get(key)
@@ -239,7 +316,7 @@ class Registry:
                 raise errors.not_found(info, name)
             old = decode(kv)
             if mutate is not None:
-                new = mutate(clone(old))
+                new = mutate(clone(old) if mutate_copy else old)
             else:
                 new = obj
                 rv = new.get("metadata", {}).get("resourceVersion")
@@ -257,11 +334,13 @@ class Registry:
                     undo()
                 return new, False
             vanish = self._ready_to_vanish(info, new)
+            cut = None
             try:
                 if vanish:
                     nkv = await self.store.delete(key, kv.mod_revision)
                 else:
-                    nkv = await self.store.update(key, _encode(new), kv.mod_revision)
+                    value, cut = _encode_split(new)
+                    nkv = await self.store.update(key, value, kv.mod_revision)
             except BaseException as e:
                 if undo:
                     undo()  # the write did not happen: give back what admission allocated
@@ -278,6 +357,7 @@ class Registry:
                     await self.on_deleted(info, new)
                 return new, False
             new["metadata"]["resourceVersion"] = str(nkv.mod_revision)
+            self._remember(nkv.mod_revision, new, cut)
             return new, False
         raise errors.conflict(info, name, "too many concurrent updates, please try again")
 
@@ -355,11 +435,13 @@ class Registry:
                 else:
                     if dry_run:
                         return new, False
+                    value, cut = _encode_split(new)
                     try:
-                        nkv = await self.store.update(key, _encode(new), kv.mod_revision)
+                        nkv = await self.store.update(key, value, kv.mod_revision)
                     except RevisionConflict:
                         continue
                     nmd["resourceVersion"] = str(nkv.mod_revision)
+                    self._remember(nkv.mod_revision, new, cut)
                     return new, False
             if dry_run:
                 return obj, True
@@ -415,7 +497,8 @@ class Registry:
                 if sel.empty:
                     yield "MODIFIED", obj
                     continue
-                was_in = sel.matches(cache.get("prev", ev.prev, rev))
+                # The previous value is the object of the key's previous revision: decoded once, shared.
+                was_in = sel.matches(cache.get("obj", ev.prev, ev.prev.mod_revision))
                 if now_in and was_in:
                     yield "MODIFIED", obj
                 elif now_in:

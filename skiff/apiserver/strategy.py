@@ -43,6 +43,13 @@ def prepare_for_create(info: ResourceInfo, obj: dict) -> None:
     defaults.apply_defaults(obj)
 
 
+def keeps_stored_metadata(subresource: str | None) -> bool:
+    """Whether an update through `subresource` stores the old object's metadata whole, managedFields
+    included, whatever the written object says (see prepare_for_update). Work on the written
+    object's metadata is then lost, and the PATCH handler skips it."""
+    return subresource == "status"
+
+
 def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: str | None) -> None:
     """Carry over what this kind of write may not change, and bump generation on spec changes."""
     md_new, md_old = new["metadata"], old["metadata"]
@@ -63,7 +70,8 @@ def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: st
         for key, value in old.items():
             if key not in ("status", "metadata"):
                 new[key] = clone(value)
-        new["metadata"] = {**clone(md_old), "resourceVersion": md_new.get("resourceVersion")}
+        if keeps_stored_metadata(subresource):
+            new["metadata"] = {**clone(md_old), "resourceVersion": md_new.get("resourceVersion")}
         return
     if info.kind == "Namespace" and subresource != "finalize":
         # spec.finalizers changes only through /finalize.

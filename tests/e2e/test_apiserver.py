@@ -337,3 +337,129 @@ def test_garbage_collection_follows_owner_references(kubectl, ns):
 
 def test_auth_can_i(kubectl):
     assert kubectl("auth", "can-i", "create", "deployments").strip() == "yes"
+
+
+def test_write_burst_reaches_every_watcher_as_written(cp, kubectl, ns):
+    """Concurrent creates and status merge patches: the events queued for a watcher go out together,
+    and each event's object is exactly what the write answered (one serialization serves both)."""
+    import asyncio
+
+    from skiff.client.rest import Client, resource
+
+    pods = resource("v1", "pods")
+    n = 30
+    proc = kubectl.popen("get", "pods", "-w", "-n", ns, "--output-watch-events")
+
+    async def run() -> tuple[list, list, dict]:
+        client = Client.for_state_dir(cp.state_dir, user_agent="burst-test")
+        watched: list[tuple[str, dict]] = []
+        try:
+            start = (await client.list(pods, ns))["metadata"]["resourceVersion"]
+
+            async def watch() -> None:
+                async for etype, obj in client.watch(pods, ns, start, timeout_seconds=30):
+                    watched.append((etype, obj))
+                    if len(watched) == 3 * n:
+                        return
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(0.5)
+
+            async def one(i: int) -> list[dict]:
+                pod = {"metadata": {"name": f"b{i}", "labels": {"i": str(i)}},
+                       "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "hello:1"}]}}
+                out = [await client.create(pods, ns, pod)]
+                for phase, ready in (("Pending", "False"), ("Running", "True")):
+                    status = {"phase": phase, "podIP": f"10.1.0.{i + 2}" if ready == "True" else None,
+                              "conditions": [{"type": "Ready", "status": ready, "lastProbeTime": None,
+                                              "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                              "containerStatuses": [{"name": "c", "ready": ready == "True", "restartCount": 0,
+                                                     "image": "hello:1", "imageID": "", "state": {}}]}
+                    out.append(await client.patch(pods, ns, f"b{i}", {"status": status}, "merge", sub="status"))
+                return out
+            answers = [obj for objs in await asyncio.gather(*(one(i) for i in range(n))) for obj in objs]
+            await asyncio.wait_for(watcher, 20)
+            final = {o["metadata"]["name"]: o for o in (await client.list(pods, ns))["items"]}
+            return answers, watched, final
+        finally:
+            await client.close()
+
+    try:
+        answers, watched, final = asyncio.run(run())
+        time.sleep(1.0)
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=5)
+    revisions = [int(o["metadata"]["resourceVersion"]) for _, o in watched]
+    assert revisions == sorted(set(revisions))
+    by_rv = {o["metadata"]["resourceVersion"]: o for o in answers}
+    created = {o["metadata"]["resourceVersion"] for i, o in enumerate(answers) if i % 3 == 0}
+    assert len(by_rv) == 3 * n
+    for etype, obj in watched:
+        answer = by_rv[obj["metadata"]["resourceVersion"]]
+        assert etype == ("ADDED" if answer["metadata"]["resourceVersion"] in created else "MODIFIED")
+        assert json.dumps(obj) == json.dumps(answer)  # same content, same key order
+    for name, obj in final.items():
+        assert json.dumps(obj) == json.dumps(max((o for o in answers if o["metadata"]["name"] == name),
+                                                 key=lambda o: int(o["metadata"]["resourceVersion"])))
+        assert obj["status"]["phase"] == "Running" and obj["status"]["podIP"]
+    lines = [line.split()[0] for line in out.splitlines()[1:] if re.search(r"\bb\d+\b", line)]
+    assert lines.count("ADDED") == n and lines.count("MODIFIED") == 2 * n, out
+
+
+def test_watch_timeout_ends_the_stream(cp, ns):
+    import asyncio
+
+    from skiff.client.rest import Client, resource
+
+    async def run() -> float:
+        client = Client.for_state_dir(cp.state_dir)
+        try:
+            t0 = time.monotonic()
+            async for _ in client.watch(resource("v1", "configmaps"), ns, "", timeout_seconds=1):
+                pass
+            return time.monotonic() - t0
+        finally:
+            await client.close()
+    assert 0.9 < asyncio.run(run()) < 5
+
+
+def test_watch_bookmarks_after_initial_events_and_when_idle(cp, ns):
+    """sendInitialEvents ends with the initial-events-end bookmark; an idle watch gets a bookmark
+    every 15 s, at the store's current revision."""
+    import asyncio
+
+    import aiohttp
+
+    from skiff.client.rest import Client, resource
+
+    cms = resource("v1", "configmaps")
+
+    async def run() -> tuple[list[dict], list[float], int]:
+        client = Client.for_state_dir(cp.state_dir)
+        try:
+            for i in range(3):
+                await client.create(cms, ns, {"metadata": {"name": f"bm{i}"}, "data": {"i": str(i)}})
+            listed = int((await client.list(cms, ns))["metadata"]["resourceVersion"])
+            params = {"watch": "true", "sendInitialEvents": "true", "allowWatchBookmarks": "true",
+                      "resourceVersionMatch": "NotOlderThan", "timeoutSeconds": "17"}
+            events, times = [], []
+            t0 = time.monotonic()
+            async with client.session.get(client.creds.server + client.path(cms, ns), params=params,
+                                          timeout=aiohttp.ClientTimeout(total=None)) as resp:
+                while line := await resp.content.readline():
+                    events.append(json.loads(line))
+                    times.append(time.monotonic() - t0)
+                times.append(time.monotonic() - t0)  # the stream's end
+            return events, times, listed
+        finally:
+            await client.close()
+
+    events, times, listed = asyncio.run(run())
+    types = [e["type"] for e in events]
+    assert types == ["ADDED", "ADDED", "ADDED", "BOOKMARK", "BOOKMARK"], types
+    assert [e["object"]["metadata"]["name"] for e in events[:3]] == ["bm0", "bm1", "bm2"]
+    end = events[3]["object"]["metadata"]
+    assert end["annotations"] == {"k8s.io/initial-events-end": "true"} and int(end["resourceVersion"]) >= listed
+    assert 14 < times[4] < 16.5 and int(events[4]["object"]["metadata"]["resourceVersion"]) >= listed
+    assert 16.5 < times[5] < 19

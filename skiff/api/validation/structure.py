@@ -69,20 +69,50 @@ def _root(group: str, version: str, kind: str) -> tuple[str, dict] | None:
     return name, schema.definitions()[name]
 
 
+# Per schema node memos, keyed by id() and holding the node itself so that the id stays its own.
+# Schema nodes live as long as the loaded definitions; the checks visit the same few hundred of them
+# for every object, so resolving a node once instead of on every visit is most of a check's cost.
+_DEREF: dict[int, tuple[dict, str | None, dict]] = {}
+_TYPES: dict[int, tuple[dict, frozenset[str]]] = {}
+_ROOTS: dict[str, dict] = {}
+_MEMO_LIMIT = 50_000  # error messages resolve a few temporary nodes too: never let those pile up
+
+
 def _deref(node: dict) -> tuple[str | None, dict]:
     """(definition name or None, the schema to check against)."""
+    hit = _DEREF.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1], hit[2]
     ref = node.get("$ref")
     if ref:
         name = schema.ref_name(ref)
-        return name, schema.definitions()[name]
-    return None, node
+        out: tuple[str | None, dict] = (name, schema.definitions()[name])
+    else:
+        out = (None, node)
+    if len(_DEREF) >= _MEMO_LIMIT:
+        _DEREF.clear()
+    _DEREF[id(node)] = (node, *out)
+    return out
 
 
-def _types(node: dict) -> set[str]:
+def _types(node: dict) -> frozenset[str]:
+    hit = _TYPES.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
     t = node.get("type")
-    if t is None:
-        return set()
-    return {x for x in (t if isinstance(t, list) else [t]) if x != "null"}
+    out = frozenset() if t is None else frozenset(x for x in (t if isinstance(t, list) else [t]) if x != "null")
+    if len(_TYPES) >= _MEMO_LIMIT:
+        _TYPES.clear()
+    _TYPES[id(node)] = (node, out)
+    return out
+
+
+def _root_ref(name: str) -> dict:
+    """The `$ref` node of a root definition, one per name so that the memos above can key on it."""
+    node = _ROOTS.get(name)
+    if node is None:
+        node = _ROOTS[name] = {"$ref": "#/$defs/" + name}
+    return node
 
 
 def _is_opaque(node: dict) -> bool:
@@ -281,13 +311,13 @@ class _TypeChecker:
             return
         if name is not None and _is_opaque(target):
             return
-        go_type = _go_type(node, struct, field)
         types = _types(target)
         if not types and name is None:
             return  # untyped schema: interface{}
+        # The Go type name only appears in messages (and picks an integer's range): worked out on demand.
         if isinstance(value, dict):
             if "object" not in types:
-                self.save(self.type_error("object", go_type, struct, fields))
+                self.save(self.type_error("object", _go_type(node, struct, field), struct, fields))
                 return
             props = target.get("properties")
             if props is not None:
@@ -303,7 +333,7 @@ class _TypeChecker:
             return
         if isinstance(value, list):
             if "array" not in types:
-                self.save(self.type_error("array", go_type, struct, fields))
+                self.save(self.type_error("array", _go_type(node, struct, field), struct, fields))
                 return
             items = target.get("items")
             if isinstance(items, dict):
@@ -318,6 +348,7 @@ class _TypeChecker:
                 if err:
                     self.save(err)
         elif kind == "number" and "integer" in types:
+            go_type = _go_type(node, struct, field)
             lo, hi = _INT_RANGES.get(go_type, _INT_RANGES["int"])
             if not isinstance(value, int) or not lo <= value <= hi:
                 self.save(self.type_error(f"number {_number_text(value)}", go_type, struct, fields))
@@ -326,7 +357,7 @@ class _TypeChecker:
         elif kind == "bool" and "boolean" in types:
             pass
         else:
-            self.save(self.type_error(kind, go_type, struct, fields))
+            self.save(self.type_error(kind, _go_type(node, struct, field), struct, fields))
 
     def _int_or_string(self, value: Any, struct: str, fields: list[str]) -> None:
         # A JSON string is the string half; anything else must decode as an int32.
@@ -354,7 +385,7 @@ class _TypeChecker:
     def _time(self, value: Any, struct: str, fields: list[str], micro: bool) -> None:
         if not isinstance(value, str):
             raise _Fatal(self.type_error(_json_kind(value), "string", struct, fields))
-        err = go_time_parse_error(value, micro)
+        err = _time_error(value, micro)
         if err:
             raise _Fatal(err)
 
@@ -367,7 +398,7 @@ def type_errors(obj: dict, group: str, version: str, kind: str) -> str | None:
         return None
     checker = _TypeChecker()
     try:
-        checker.check(obj, {"$ref": "#/$defs/" + root[0]}, "", [], "")
+        checker.check(obj, _root_ref(root[0]), "", [], "")
     except _Fatal as fatal:
         return decode_error(kind, version, str(fatal))
     if checker.saved is not None:
@@ -418,6 +449,23 @@ def _base64_error(text: str) -> str | None:
         if ch not in _B64:
             return f"illegal base64 data at input byte {i}"
     return f"illegal base64 data at input byte {len(data) - len(data) % 4 if len(data) % 4 else len(data)}"
+
+
+_TIME_ERRORS: dict[tuple[str, bool], str | None] = {}
+
+
+def _time_error(value: str, micro: bool) -> str | None:
+    """go_time_parse_error, remembered: an object carries the same few timestamps write after write."""
+    key = (value, micro)
+    try:
+        return _TIME_ERRORS[key]
+    except KeyError:
+        pass
+    err = go_time_parse_error(value, micro)
+    if len(_TIME_ERRORS) >= 4096:
+        _TIME_ERRORS.clear()
+    _TIME_ERRORS[key] = err
+    return err
 
 
 RFC3339 = "2006-01-02T15:04:05Z07:00"
