@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from skiff.config import ClusterConfig
@@ -79,14 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "controlplane":
             from skiff import controlplane
 
+            _tune_gc_for_daemon()
             controlplane.main(args.state_dir, args.listen)
         elif args.cmd == "controller-manager":
             from skiff import controlplane
 
+            _tune_gc_for_daemon()
             controlplane.controller_manager_main(args.state_dir)
         elif args.cmd == "node-agent":
             from skiff.node import agent
 
+            _tune_gc_for_daemon()
             agent.main(args.state_dir, args.node)
     except cluster.ClusterError as e:
         print(f"ERROR: {e}", file=sys.stderr)
@@ -94,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _tune_gc_for_daemon() -> None:
+    """The daemons make many short-lived, acyclic dicts (JSON objects) per request, which reference
+    counting frees. With the default thresholds the cycle collector still ran every 700 allocations
+    and walked the whole heap every 70,000: about a tenth of the API server's CPU during a burst
+    of writes. What start-up made is frozen (never scanned again) and collections are rarer;
+    cyclic garbage is still collected."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from skiff.api import meta
@@ -104,3 +106,51 @@ class EventRecorder:
                 self._seen.clear()
         except ClientError as e:
             log.debug("could not record event %s on %s: %s", reason, md["name"], e)
+
+
+class BackgroundEvents:
+    """Events written by one task, in order, without the recording code waiting for the API.
+
+    While `busy()` says the component is in the middle of a burst (pods being placed or started),
+    a queued Event waits, `max_delay` at most: the writes that make pods run and Ready go first,
+    the Events that describe them follow a moment later. kube's event broadcaster is asynchronous
+    and rate-limited in the same spirit; here nothing is dropped."""
+
+    def __init__(self, recorder: EventRecorder, busy: Callable[[], bool] = lambda: False,
+                 max_delay: float = 1.0, poll: float = 0.02) -> None:
+        self.recorder = recorder
+        self.busy = busy
+        self.max_delay = max_delay
+        self.poll = poll
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="events")
+        self._queue.put_nowait((time.monotonic(), obj, etype, reason, message, field_path))
+
+    async def _run(self) -> None:
+        while True:
+            queued, obj, etype, reason, message, field_path = await self._queue.get()
+            try:
+                while self.busy() and time.monotonic() < queued + self.max_delay:
+                    await asyncio.sleep(self.poll)
+                await self.recorder.record(obj, etype, reason, message, field_path)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.debug("event %s: %r", reason, e)
+            finally:
+                self._queue.task_done()
+
+    async def drain(self, timeout: float) -> None:
+        """Write what is queued (without waiting for quiet), for `timeout` at most, then stop."""
+        self.busy = lambda: False
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout)
+            except TimeoutError:
+                pass
+            self._task.cancel()
+            self._task = None

@@ -26,7 +26,7 @@ from skiff.api.resources import lookup
 from skiff.client.informer import Informer
 from skiff.client.rest import Client, ClientError
 from skiff.config import ClusterConfig
-from skiff.controllers.base import PODS, SERVICES, EventRecorder
+from skiff.controllers.base import PODS, SERVICES, BackgroundEvents, EventRecorder
 from skiff.dns.resolvconf import hosts_file, pod_hostname, resolv_conf
 from skiff.images.registry import (
     ImageNotFound,
@@ -203,6 +203,7 @@ class PodWorker:
         loop = asyncio.get_running_loop()
         if not self.inits and not self.pod.get("status", {}).get("containerStatuses"):
             self._hold_until = loop.time() + FIRST_STATUS_HOLD
+            self.k.starting.add(self.uid)
         self._task = loop.create_task(self._run(), name=f"pod-{self.namespace}/{self.name}")
         self._status_task = loop.create_task(self._status_loop(), name=f"status-{self.namespace}/{self.name}")
 
@@ -643,6 +644,7 @@ class PodWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._dirty.wait(), self._hold_until - loop.time())
             self._hold_until = 0.0
+            self.k.starting.discard(self.uid)
             self._dirty.clear()
             try:
                 await self._write_status()
@@ -728,15 +730,14 @@ class Kubelet:
             self.host_resolv = None
         self.allocatable = {"cpu": str(os.cpu_count() or 1), "memory": str(_mem_bytes()),
                             "ephemeral-storage": "0"}
-        self._events: asyncio.Queue = asyncio.Queue()
-        self._event_task: asyncio.Task | None = None
+        self.starting: set[str] = set()  # UIDs of pods whose first start has not settled yet
+        self.events = BackgroundEvents(self.recorder, busy=lambda: bool(self.starting))
 
     # ---- start / stop -------------------------------------------------------------------------------
     async def start(self) -> None:
         # Containers of a previous agent died with it (or are orphans now): start from clean sandboxes.
         for netns in list_sandbox_netns(self.node_netns):
             await destroy_sandbox_netns(self.node_netns, netns)
-        self._event_task = asyncio.get_running_loop().create_task(self._event_loop(), name="kubelet-events")
         self.services.start()
         self.pods.add_handler(self._on_pod)
         self.pods.start()
@@ -760,10 +761,7 @@ class Kubelet:
         self.ipam.flush()
         await self.services.stop()
         # Let queued events go out, briefly.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._events.join(), 0.5)
-        if self._event_task:
-            self._event_task.cancel()
+        await self.events.drain(0.5)
 
     # ---- pods -----------------------------------------------------------------------------------------
     async def _on_pod(self, etype: str, pod: dict, old: dict | None) -> None:
@@ -789,6 +787,7 @@ class Kubelet:
             worker.update(pod)
 
     def forget(self, worker: PodWorker) -> None:
+        self.starting.discard(worker.uid)
         if self.workers.get(worker.uid) is worker:
             del self.workers[worker.uid]
         if self.by_name.get((worker.namespace, worker.name)) is worker:
@@ -814,17 +813,7 @@ class Kubelet:
     def event(self, pod: dict, etype: str, reason: str, message: str, field_path: str | None = None) -> None:
         """Queue an Event; one task writes them in order so pod workers never wait on it."""
         obj = {"kind": "Pod", "apiVersion": "v1", "metadata": dict(pod["metadata"])}
-        self._events.put_nowait((obj, etype, reason, message, field_path))
-
-    async def _event_loop(self) -> None:
-        while True:
-            obj, etype, reason, message, fp = await self._events.get()
-            try:
-                await self.recorder.record(obj, etype, reason, message, fp)
-            except Exception as e:
-                log.debug("event %s: %r", reason, e)
-            finally:
-                self._events.task_done()
+        self.events.record(obj, etype, reason, message, field_path)
 
 
 def _mem_bytes() -> int:

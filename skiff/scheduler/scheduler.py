@@ -13,7 +13,7 @@ import logging
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
-from skiff.controllers.base import NODES, PODS, EventRecorder, split_key
+from skiff.controllers.base import NODES, PODS, BackgroundEvents, EventRecorder, split_key
 
 log = logging.getLogger("skiff.scheduler")
 # Bindings in flight at once: enough to keep the API server busy during a burst of new pods.
@@ -85,6 +85,8 @@ async def run(ctx) -> None:
     # Bindings made but not yet seen in the cache count towards spreading immediately.
     assumed: dict[str, str] = {}
     binds: set[asyncio.Task] = set()
+    # Scheduled events wait while bindings are in flight: binding is what the pods wait for.
+    events = BackgroundEvents(recorder, busy=lambda: bool(binds))
     binding_slots = asyncio.Semaphore(BIND_CONCURRENCY)
 
     def pending(pod: dict) -> bool:
@@ -156,6 +158,6 @@ async def run(ctx) -> None:
                     log.warning("binding %s to %s failed: %s", key, node_name, e)
                     queue.add_rate_limited(key)
                 return
-        await recorder.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}")
+        events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}")
 
     await asyncio.gather(run_workers(queue, schedule, workers=2, name="scheduler"))
