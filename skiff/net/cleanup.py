@@ -14,7 +14,7 @@ import shutil
 
 from skiff.net import names
 from skiff.net.ipcmd import ip_batch_sync, run_sync
-from skiff.net.ns import ETC_NETNS_DIR, kill_netns_processes, list_netns
+from skiff.net.ns import ETC_NETNS_DIR, PIN_ROOT, kill_netns_processes, list_netns, remove_pin_dir
 
 
 def cluster_netns(cluster: str) -> list[str]:
@@ -70,6 +70,12 @@ def destroy_cluster_network_sync(cluster_name: str) -> None:
         for entry in os.listdir(ETC_NETNS_DIR):
             if names.belongs_to_cluster(cluster_name, entry):
                 shutil.rmtree(os.path.join(ETC_NETNS_DIR, entry), ignore_errors=True)
+    # Pin directories of the nodes' pod namespaces (their pins were detached with the namespaces'
+    # processes above, or go now with the tmpfs).
+    if os.path.isdir(PIN_ROOT):
+        for entry in os.listdir(PIN_ROOT):
+            if names.belongs_to_cluster(cluster_name, entry):
+                remove_pin_dir(entry)
     # The batches above ignore "already gone"; anything still here failed for a real reason.
     left = cluster_netns(cluster_name) + cluster_links(cluster_name) + cluster_service_routes(cluster_name)
     if left:

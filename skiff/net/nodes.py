@@ -16,7 +16,7 @@ from skiff.config import ClusterConfig
 from skiff.net import names
 from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipcmd import ip_batch, run
-from skiff.net.ns import netns_exists, set_sysctls
+from skiff.net.ns import ensure_pin_dir, netns_exists, set_sysctls
 from skiff.net.plan import ClusterNetworkPlan, overlapping_routes, plan_cluster_network
 
 
@@ -76,6 +76,8 @@ async def create_cluster_network(cfg: ClusterConfig) -> ClusterNetworkPlan:
             *(ip_batch(n.lines, n.netns) for n in plan.nodes),
             *(asyncio.to_thread(set_sysctls, n.netns, n.sysctls) for n in plan.nodes),
         )
+        for n in plan.nodes:
+            ensure_pin_dir(n.netns)  # where the node's pod sandboxes pin their namespaces
     except BaseException:
         await asyncio.to_thread(destroy_cluster_network_sync, cfg.name)
         raise

@@ -21,6 +21,9 @@ from typing import TypeVar
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS_DIR = "/etc/netns"
+# Pod sandboxes made by a fork server pin their UTS and mount namespaces here, under one private
+# tmpfs per node: /run/skiff/<node netns>/<pod netns>.{uts,mnt} (see skiff.node.sandbox).
+PIN_ROOT = "/run/skiff"
 CLONE_NEWNET = 0x40000000
 
 T = TypeVar("T")
@@ -98,19 +101,63 @@ def kill_netns_processes(names: Iterable[str], timeout: float = 3.0) -> list[int
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _MNT_DETACH = 2
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x40000
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 
 
-def remove_netns_pin(name: str) -> None:
-    """What `ip netns del` does, without its process: detach the bind mount that pins the
-    namespace at /run/netns/<name>, then remove the file. The namespace itself goes once nothing
-    uses it any more. Missing pins are fine."""
-    path = netns_path(name)
+def _unpin(path: str) -> None:
     if _libc.umount2(path.encode(), _MNT_DETACH) != 0:
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not a mount point (a half-made pin)
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def pin_dir(node_netns: str) -> str:
+    return os.path.join(PIN_ROOT, node_netns)
+
+
+def ensure_pin_dir(node_netns: str) -> str:
+    """The node's pin directory, mounted as a private tmpfs (a mount namespace can only be pinned
+    on a mount that does not propagate; tmpfs also makes each pin's file cheap). Idempotent."""
+    path = pin_dir(node_netns)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    if not os.path.ismount(path):
+        if _libc.mount(b"skiff-pins", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                       b"mode=0700,size=4m") != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
+    if _libc.mount(None, path.encode(), None, _MS_PRIVATE, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"make {path} private: {os.strerror(err)}")
+    return path
+
+
+def remove_pin_dir(node_netns: str) -> None:
+    """Detach the node's pin tmpfs (every pin in it goes with it) and remove its directory, and
+    /run/skiff itself once no node of any cluster uses it."""
+    path = pin_dir(node_netns)
+    while os.path.ismount(path):
+        if _libc.umount2(path.encode(), _MNT_DETACH) != 0:
+            break
+    for directory in (path, PIN_ROOT):
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(directory)
+
+
+def remove_ns_pins(netns: str) -> None:
+    """Remove a pod's UTS and mount namespace pins, if it has any (missing pins are fine)."""
+    directory = pin_dir(netns.split(".", 1)[0])
+    for kind in ("uts", "mnt"):
+        _unpin(os.path.join(directory, f"{netns}.{kind}"))
+
+
+def remove_netns_pin(name: str) -> None:
+    """What `ip netns del` does, without its process: detach the bind mount that pins the
+    namespace at /run/netns/<name>, then remove the file. The namespace itself goes once nothing
+    uses it any more. Missing pins are fine."""
+    _unpin(netns_path(name))
 
 
 def call_in_netns(netns: str, fn: Callable[[], T]) -> T:

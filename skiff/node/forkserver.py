@@ -25,6 +25,10 @@ Design (chosen for being the simplest that keeps exit statuses exact):
   kubelet restarts them through nsenter (start_container falls back while there is no server).
 - setns into a mount namespace needs a single-threaded process: the server never starts threads
   or an event loop (it checks this at start), and neither does the child before its setns.
+- Pod sandboxes are made by the server itself, without a fork: it steps into new network, UTS
+  and mount namespaces, fills them, steps back and pins them with bind mounts (_pinned_sandbox),
+  so a pod has no holder ("pause") process; its containers join the pins. This needs the same
+  single-threaded process (unshare and setns of a mount namespace).
 - /proc/<pid>/cmdline (and environ) of a forked child would be the server's; the child points the
   kernel at new argument and environment blocks with prctl(PR_SET_MM_MAP) (no capability needed
   for that), so ps, pgrep and `ip netns pids` lookups see ``python -m skiff.images <program> ...``
@@ -356,81 +360,113 @@ class _Pending:
                 _send(self.sock, {"op": "exited", "pid": pid, "status": status})
 
 
-def _sandbox_child(req: dict, sync_w: int) -> NoReturn:
-    """In the forked child: become a pod's sandbox holder ("pause"). Never returns.
-
-    The same result as `ip netns add <name>` followed by `ip netns exec <name> unshare --uts` and
-    a sleep, without a process of either: a new network namespace pinned at /run/netns/<name>
-    (bound while still in the host's mount namespace, so everyone sees it), then a private mount
-    namespace with the pod's /etc files (resolv.conf, hosts, hostname: req["etc"]) bound over
-    /etc and a /sys that describes the new network namespace, and a UTS namespace with the pod's
-    hostname.
-
-    The /etc files live on a tmpfs of this mount namespace only, not in /etc/netns/<name> on
-    disk: four fewer inodes to allocate per pod (slow on a busy ext4), and nothing to delete.
-    Inside the pod /run/netns is detached, so pinning the next pod's namespace is not
-    propagated into every existing pod's mount namespace (quadratic in a burst).
-    """
+def _pin(path: str, ns_file: str) -> None:
+    """Keep the namespace behind `ns_file` alive by bind-mounting it on a new file `path`."""
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        # No PR_SET_PDEATHSIG: like the pause container, the holder outlives the agent's processes.
-        os.setsid()
-        _check(_libc.unshare(_NS_FLAGS["net"]), "unshare(CLONE_NEWNET)")
-        pin = req["netns_path"]
-        os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
-        _mount("/proc/self/ns/net", pin, None, _MS_BIND)
-        _check(_libc.unshare(_NS_FLAGS["mnt"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNS|CLONE_NEWUTS)")
-        _mount("none", "/", None, _MS_SLAVE | _MS_REC)  # our mounts must not reach the host's
-        _libc.umount2(_NETNS_RUN_DIR.encode(), _MNT_DETACH)  # not a mount point: nothing to detach
-        # The tmpfs is mounted, filled and detached again on /run/netns, which the pod does not
-        # use: its files stay reachable through the binds over /etc alone.
-        _mount("tmpfs", _NETNS_RUN_DIR, "tmpfs", 0, "size=64k,mode=0755")
-        for entry, content in sorted(req["etc"].items()):
-            if "/" in entry or entry.startswith("."):
-                raise ValueError(f"bad /etc file name {entry!r}")
-            source = os.path.join(_NETNS_RUN_DIR, entry)
-            with open(source, "w") as f:
-                f.write(content)
-            os.chmod(source, 0o644)
-            if os.path.exists(os.path.join("/etc", entry)):
-                _mount(source, os.path.join("/etc", entry), None, _MS_BIND)
-        _check(_libc.umount2(_NETNS_RUN_DIR.encode(), _MNT_DETACH), "umount tmpfs")
-        flags = 0
-        if _libc.umount2(b"/sys", _MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & _ST_RDONLY:
-            flags = _MS_RDONLY
-        _mount(req["name"], "/sys", "sysfs", flags)
+        _mount(ns_file, path, None, _MS_BIND)
+    except BaseException:
+        os.unlink(path)
+        raise
+
+
+def _unpin(path: str) -> None:
+    _libc.umount2(path.encode(), _MNT_DETACH)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _set_up_pod_mounts(req: dict) -> None:
+    """In the pod's new mount namespace: its /etc files and a /sys of its network namespace."""
+    _mount("none", "/", None, _MS_SLAVE | _MS_REC)  # our mounts must not reach the host's
+    # Other pods' pins are none of this pod's business, and a copy here would keep their
+    # namespaces alive after their pods are gone (and make pinning the next pod quadratic).
+    for directory in (_NETNS_RUN_DIR, req["pin_dir"]):
+        _libc.umount2(directory.encode(), _MNT_DETACH)  # not a mount point: nothing to detach
+    # The tmpfs is mounted, filled and detached again on /run/netns, which the pod does not use:
+    # its files stay reachable through the binds over /etc alone.
+    _mount("tmpfs", _NETNS_RUN_DIR, "tmpfs", 0, "size=64k,mode=0755")
+    for entry, content in sorted(req["etc"].items()):
+        if "/" in entry or entry.startswith("."):
+            raise ValueError(f"bad /etc file name {entry!r}")
+        source = os.path.join(_NETNS_RUN_DIR, entry)
+        with open(source, "w") as f:
+            f.write(content)
+        os.chmod(source, 0o644)
+        if os.path.exists(os.path.join("/etc", entry)):
+            _mount(source, os.path.join("/etc", entry), None, _MS_BIND)
+    _check(_libc.umount2(_NETNS_RUN_DIR.encode(), _MNT_DETACH), "umount tmpfs")
+    flags = 0
+    if _libc.umount2(b"/sys", _MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & _ST_RDONLY:
+        flags = _MS_RDONLY
+    _mount(req["name"], "/sys", "sysfs", flags)
+
+
+def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
+    """Make a pod's sandbox in this process, with no process left behind to hold it.
+
+    The server steps into a new network and UTS namespace, pins both (the network one at
+    /run/netns/<name>, as `ip netns add` does), sets the hostname, steps into a new mount
+    namespace that it fills (see _set_up_pod_mounts), goes back to its own namespaces (`own`:
+    kind -> fd) and pins the mount namespace from there. CRI-O's pinned namespaces work the same
+    way, without an infra ("pause") container. Containers join the pins (Sandbox.ns_path).
+    On failure everything made so far is removed and the error raised.
+    """
+    pins = req["pins"]
+    cwd = os.getcwd()
+    made: list[str] = []
+    in_pod_mounts = False
+    try:
+        _check(_libc.unshare(_NS_FLAGS["net"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNET|CLONE_NEWUTS)")
+        _pin(pins["net"], "/proc/self/ns/net")
+        made.append(pins["net"])
         hostname = req["hostname"].encode()
         _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
-        os.chdir("/")
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
+        _pin(pins["uts"], "/proc/self/ns/uts")
+        made.append(pins["uts"])
+        _check(_libc.unshare(_NS_FLAGS["mnt"]), "unshare(CLONE_NEWNS)")
+        in_pod_mounts = True
+        _set_up_pod_mounts(req)
+        pod_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            set_process_args(["/pause"], {})
-        except OSError:
-            pass  # cosmetic: ps would show the fork server's command line
-        os.closerange(3, 1 << 20)  # also closes sync_w: the server reads EOF, meaning "ready"
-    except BaseException as exc:
-        try:
-            os.write(sync_w, f"{exc}".encode() or b"sandbox setup failed")
+            setns(own["mnt"], "mnt")
+            in_pod_mounts = False
+            os.chdir(cwd)
+            # From the host's mount namespace: a namespace cannot be pinned inside itself.
+            _pin(pins["mnt"], f"/proc/self/fd/{pod_mnt}")
+            made.append(pins["mnt"])
         finally:
-            os._exit(127)
-    while True:
-        signal.pause()
+            os.close(pod_mnt)
+    except BaseException:
+        if in_pod_mounts:
+            setns(own["mnt"], "mnt")
+            os.chdir(cwd)
+        for path in made:
+            _unpin(path)
+        raise
+    finally:
+        setns(own["net"], "net")
+        setns(own["uts"], "uts")
 
 
-def _make_sandbox(sock: socket.socket, pending: _Pending, req: dict, fds: list[int]) -> None:
+def _make_sandbox(sock: socket.socket, req: dict, fds: list[int], own: dict[str, int]) -> None:
     for fd in fds:
         os.close(fd)
-    missing = [k for k in ("name", "netns_path", "hostname") if not isinstance(req.get(k), str)]
+    missing = [k for k in ("name", "hostname", "pin_dir") if not isinstance(req.get(k), str)]
     if not isinstance(req.get("etc"), dict) or not all(isinstance(v, str) for v in req["etc"].values()):
         missing.append("etc")
+    if not isinstance(req.get("pins"), dict) or not all(isinstance(req["pins"].get(k), str)
+                                                          for k in ("net", "uts", "mnt")):
+        missing.append("pins")
     if missing:
         _send(sock, {"op": "failed", "id": req.get("id"), "error": f"sandbox request without {', '.join(missing)}"})
         return
-    pending.fork(req["id"], lambda sync_w: _sandbox_child(req, sync_w), [])
+    try:
+        _pinned_sandbox(req, own)
+    except (OSError, ValueError) as exc:
+        _send(sock, {"op": "failed", "id": req["id"], "error": str(exc)})
+        return
+    _send(sock, {"op": "done", "id": req["id"]})
 
 
 def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD) -> int:
@@ -454,6 +490,7 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
     sel.register(wake_r, selectors.EVENT_READ)
     me = os.getpid()
     pending = _Pending(sock, sel)
+    own = {kind: os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in _NS_FLAGS}
     _send(sock, {"op": "ready", "pid": me})
     while True:
         for key, _ in sel.select(timeout=5.0):
@@ -480,7 +517,7 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
                 _send(sock, {"op": "failed", "id": None, "error": str(exc)})
                 continue
             if req.get("op") == "sandbox":
-                _make_sandbox(sock, pending, req, fds)
+                _make_sandbox(sock, req, fds, own)
             else:
                 _spawn(sock, pending, req, fds, me)
         pending.reap()
@@ -596,6 +633,10 @@ class ForkServer:
                     os.killpg(pid, signal.SIGKILL)
             else:
                 fut.set_result(child)
+        elif op == "done":
+            fut = self._pending.pop(msg.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
         elif op == "failed":
             fut = self._pending.pop(msg.get("id"), None)
             if fut is not None and not fut.done():
@@ -666,25 +707,23 @@ class ForkServer:
         return await self._request({"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd,
                                     "ns": dict(namespaces)}, [stdout_fd, stderr_fd])
 
-    async def sandbox(self, name: str, netns_path: str, etc: Mapping[str, str], hostname: str) -> int:
-        """Fork a pod's sandbox holder: a new network namespace pinned at `netns_path`, a mount
-        namespace with the `etc` files (name -> content) over /etc and a UTS namespace named
-        `hostname`. Returns its
-        pid. Raises SpawnFailed when the child could not set it up (it may have pinned the network
-        namespace already: the caller removes it), ForkServerError when the server cannot be asked."""
-        child = await self._request({"op": "sandbox", "name": name, "netns_path": netns_path,
-                                     "etc": dict(etc), "hostname": hostname}, [])
-        # Its exit is none of the agent's business (pods are torn down by namespace, not by pid).
-        self._exits.pop(child.pid, None)
-        return child.pid
+    async def sandbox(self, name: str, pins: Mapping[str, str], pin_dir: str, etc: Mapping[str, str],
+                      hostname: str) -> None:
+        """Make a pod's sandbox: new network, UTS and mount namespaces pinned at `pins` (kind ->
+        path; the network one is /run/netns/<name>), the `etc` files (name -> content) over /etc
+        and the hostname. No process holds them (see _pinned_sandbox). Raises SpawnFailed when it
+        could not be made (nothing is left behind), ForkServerError when the server cannot be asked."""
+        await self._request({"op": "sandbox", "name": name, "pins": dict(pins), "pin_dir": pin_dir,
+                             "etc": dict(etc), "hostname": hostname}, [])
 
-    async def _request(self, req: dict, fds: list[int]) -> ForkedChild:
-        """Send one fork request (with `fds` passed along) and wait for the child it started."""
+    async def _request(self, req: dict, fds: list[int]) -> ForkedChild | None:
+        """Send one request (with `fds` passed along) and wait for the child it started (None for
+        requests that start none)."""
         rid = next(self._ids)
         data = json.dumps({**req, "id": rid}).encode()
         if len(data) > MAX_MESSAGE:
             raise ForkServerError(f"request of {len(data)} bytes is too large for the fork server")
-        fut: asyncio.Future[ForkedChild] = self._loop.create_future()
+        fut: asyncio.Future[ForkedChild | None] = self._loop.create_future()
         self._pending[rid] = fut
         try:
             await self._send(data, fds)

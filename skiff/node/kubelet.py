@@ -37,6 +37,7 @@ from skiff.images.registry import (
 )
 from skiff.net import names
 from skiff.net.ipam import PodIPAM
+from skiff.net.ns import ensure_pin_dir, remove_pin_dir
 from skiff.net.plan import pod_gateway
 from skiff.node import envvars, probes, runtime
 from skiff.node.podstatus import (
@@ -738,6 +739,12 @@ class Kubelet:
         # Containers of a previous agent died with it (or are orphans now): start from clean sandboxes.
         for netns in list_sandbox_netns(self.node_netns):
             await destroy_sandbox_netns(self.node_netns, netns)
+        # A fresh pin directory (a crashed agent's pins went with its sandboxes above).
+        try:
+            remove_pin_dir(self.node_netns)
+            ensure_pin_dir(self.node_netns)
+        except OSError as e:
+            log.warning("no pin directory for pod namespaces (%s): sandboxes get a holder process", e)
         self.services.start()
         self.pods.add_handler(self._on_pod)
         self.pods.start()
@@ -758,6 +765,7 @@ class Kubelet:
             await asyncio.wait(tasks, timeout=self.shutdown_grace + 1)
         for netns in list_sandbox_netns(self.node_netns):
             await destroy_sandbox_netns(self.node_netns, netns)
+        remove_pin_dir(self.node_netns)
         self.ipam.flush()
         await self.services.stop()
         # Let queued events go out, briefly.

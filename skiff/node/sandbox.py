@@ -1,4 +1,4 @@
-"""Pod sandboxes: the per-pod network namespace, its veth into the node, and its "pause" process.
+"""Pod sandboxes: the per-pod network namespace, its veth into the node, and what holds them.
 
 A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
 
@@ -7,19 +7,22 @@ A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
   route via the node's pod gateway (an address on the node's loopback); the node has a /32
   route to the pod on the veth. Created from the host or from inside the node's namespace alike:
   every command names its namespace (``ip -n``).
-- the pod's resolv.conf, hosts and hostname bound over /etc in the pause process's mount
-  namespace: from a tmpfs private to that namespace (fork server), or from
-  ``/etc/netns/<pod netns>/``, which ``ip netns exec`` bind-mounts (the fallback below).
-- the pause process: ``sleep infinity`` in the pod's network namespace, in that mount namespace
-  and in its own UTS namespace whose hostname is the pod's. Containers and exec sessions join
-  its namespaces with nsenter (skiff.node.runtime). It is started detached (not our child) so it
-  survives a node agent restart, like the pause container outlives kubelet.
+- a UTS namespace whose hostname is the pod's, and a mount namespace with the pod's resolv.conf,
+  hosts and hostname bound over /etc and a /sys of the pod's network namespace.
 
-The node agent normally builds all of that without starting a process: its fork server forks the
-pause (skiff.node.forkserver: unshare, bind mounts, hostname, in the child) and the agent wires the
-veth, addresses and routes with rtnetlink messages (skiff.net.rtnl). With ~10 processes fewer per
-pod, a sandbox costs a fraction of the CPU, which is what a burst of new pods waits on. Without a
-fork server (or if that path fails) the `ip` commands above do the same.
+The node agent normally makes all of that without starting a process, as CRI-O does without
+infra containers: its fork server creates the three namespaces in-process and pins them with bind
+mounts (the network one at /run/netns/<pod netns>, the others in the node's pin directory
+/run/skiff/<node netns>/, a private tmpfs), with the /etc files on a tmpfs private to the pod's
+mount namespace; the agent wires the veth, addresses and routes with rtnetlink messages
+(skiff.net.rtnl). Containers and exec sessions join the pins (Sandbox.ns_path). With no process
+per sandbox and no file on disk, a sandbox costs a fraction of the CPU, which is what a burst of
+new pods waits on.
+
+Without a fork server (or if that path fails) `ip` does the same, with a holder process:
+``ip netns add``, /etc/netns/<pod netns>/ files that ``ip netns exec`` bind-mounts over /etc,
+and ``sleep infinity`` in the pod's network namespace, that mount namespace and its own UTS
+namespace, started detached (not our child) like the pause container.
 
 Usage (async, from the node agent's event loop):
 
@@ -49,7 +52,9 @@ from skiff.net.ns import (
     list_netns,
     netns_exists,
     netns_path,
+    pin_dir,
     remove_netns_pin,
+    remove_ns_pins,
 )
 from skiff.net.rtnl import Rtnl
 from skiff.node.forkserver import ForkServer, ForkServerError, SpawnFailed
@@ -75,20 +80,27 @@ class Sandbox:
     gateway: str
     hostname: str
     host_veth: str  # the veth end inside the node's namespace
-    pause_pid: int
+    pause_pid: int  # the process holding the namespaces; 0 when they are pinned (pin_dir)
     created_at: float = 0.0
+    pin_dir: str = ""  # where the UTS and mount namespaces are pinned, when no process holds them
 
     @property
     def netns_path(self) -> str:
         return netns_path(self.netns)
 
     def ns_path(self, kind: str) -> str:
-        """/proc path of one of the pause process's namespaces ("uts", "mnt", "net")."""
+        """Path of one of the sandbox's namespaces ("uts", "mnt", "net"): its pin, or the holder's
+        /proc entry."""
+        if self.pin_dir:
+            return self.netns_path if kind == "net" else os.path.join(self.pin_dir, f"{self.netns}.{kind}")
         return f"/proc/{self.pause_pid}/ns/{kind}"
 
     def is_alive(self) -> bool:
-        """The pause process still holds the sandbox's namespaces (it is what containers join)."""
+        """The sandbox's namespaces are still there to join (pinned, or held by its process)."""
         try:
+            if self.pin_dir:
+                nsfs = os.stat("/proc/self/ns/net").st_dev
+                return all(os.stat(self.ns_path(kind)).st_dev == nsfs for kind in ("net", "uts", "mnt"))
             return os.stat(self.ns_path("net")).st_ino == os.stat(self.netns_path).st_ino
         except OSError:
             return False
@@ -177,12 +189,16 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
         os.close(fd)
 
 
-async def _create_forked(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
-                         resolv_conf: str, hosts: str, hostname: str) -> int:
+async def _create_pinned(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
+                         resolv_conf: str, hosts: str, hostname: str) -> str:
+    """The fork server's way: pinned namespaces, wired by rtnetlink. Returns the pin directory."""
+    directory = pin_dir(node_netns)
+    pins = {"net": netns_path(netns), "uts": os.path.join(directory, f"{netns}.uts"),
+            "mnt": os.path.join(directory, f"{netns}.mnt")}
     etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
-    pid = await server.sandbox(netns, netns_path(netns), etc, hostname)
+    await server.sandbox(netns, pins, directory, etc, hostname)
     wire_pod_network(node_netns, netns, veth, ip, gateway)
-    return pid
+    return directory
 
 
 def ip_wiring(netns: str, veth: str, ip: str, gateway: str) -> tuple[list[str], list[str]]:
@@ -243,10 +259,12 @@ async def create_sandbox(
         # A previous attempt died half-way; start clean.
         await destroy_sandbox_netns(node_netns, netns)
     pause_pid = None
-    if fork_server is not None and fork_server.alive:
+    pins = ""
+    if fork_server is not None and fork_server.alive and os.path.ismount(pin_dir(node_netns)):
         try:
-            pause_pid = await _create_forked(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts,
-                                             hostname)
+            pins = await _create_pinned(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts,
+                                        hostname)
+            pause_pid = 0
         except (ForkServerError, SpawnFailed, OSError) as exc:
             log.warning("sandbox %s through the fork server failed (%s); using ip", netns, exc)
             await destroy_sandbox_netns(node_netns, netns)
@@ -266,7 +284,7 @@ async def create_sandbox(
     sb = Sandbox(
         netns=netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
         ip=ip, gateway=gateway, hostname=hostname, host_veth=veth, pause_pid=pause_pid,
-        created_at=time.time(),
+        created_at=time.time(), pin_dir=pins,
     )
     elapsed = time.monotonic() - started
     if elapsed > 1.0:
@@ -288,6 +306,8 @@ def _destroy_sync(node_netns: str, netns: str) -> None:
         remove_netns_pin(netns)
     except OSError:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    with contextlib.suppress(OSError):
+        remove_ns_pins(netns)
     shutil.rmtree(os.path.join(ETC_NETNS_DIR, netns), ignore_errors=True)
 
 

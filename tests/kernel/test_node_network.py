@@ -17,7 +17,7 @@ from skiff.config import ClusterConfig
 from skiff.net import names
 from skiff.net.cleanup import destroy_cluster_network, destroy_cluster_network_sync
 from skiff.net.nodes import NetworkConflict, create_cluster_network, node_netns
-from skiff.net.ns import call_in_netns, list_netns, netns_pids, read_sysctl, run_in_netns_argv
+from skiff.net.ns import PIN_ROOT, call_in_netns, list_netns, netns_pids, read_sysctl, run_in_netns_argv
 from skiff.net.plan import overlapping_routes, plan_cluster_network
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
@@ -44,6 +44,11 @@ def leftovers(cfg: ClusterConfig) -> list[str]:
               if r.get("dev") in (names.bridge_name(cfg.name), names.host_link_name(cfg.name)) or r.get("metric") == names.service_route_metric(cfg.name)]
     found += [d for d in os.listdir("/etc/netns") if names.belongs_to_cluster(cfg.name, d)] \
         if os.path.isdir("/etc/netns") else []
+    found += [d for d in os.listdir(PIN_ROOT) if names.belongs_to_cluster(cfg.name, d)] \
+        if os.path.isdir(PIN_ROOT) else []
+    found += [line.split()[4] for line in open("/proc/self/mountinfo")
+              if line.split()[4].startswith(PIN_ROOT + "/") and names.belongs_to_cluster(
+                  cfg.name, line.split()[4][len(PIN_ROOT) + 1:].split("/")[0])]
     return found
 
 

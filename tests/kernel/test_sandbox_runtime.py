@@ -118,9 +118,14 @@ async def new_sandbox(cfg, node: int, name: str, uid: str, fork_server: ForkServ
     hosts = f"127.0.0.1\tlocalhost\n{ip}\t{name}\n"
     sb = await create_sandbox(node_netns(cfg, node), uid, name, "default", ip, pool.gateway, RESOLV, hosts,
                               fork_server=fork_server)
-    # The holder is the fork server's child ("/pause") or the `ip netns exec` chain's `sleep`.
-    cmdline = open(f"/proc/{sb.pause_pid}/cmdline", "rb").read()
-    assert cmdline.startswith(b"/pause" if fork_server else b"sleep"), cmdline
+    if fork_server:
+        # Pinned namespaces, no holder process (as CRI-O without infra containers).
+        assert sb.pause_pid == 0 and sb.pin_dir and sb.is_alive()
+        assert not netns_pids([sb.netns])[sb.netns]
+    else:
+        # The `ip netns exec` chain's `sleep` holds them.
+        cmdline = open(f"/proc/{sb.pause_pid}/cmdline", "rb").read()
+        assert cmdline.startswith(b"sleep"), cmdline
     return sb
 
 
