@@ -7,8 +7,9 @@ Each figure is printed next to a baseline measured in the same run:
 - `skiff up` (3 nodes, to all nodes Ready; median of N fresh clusters) vs the kernel plumbing alone:
   the same number of bare network namespaces + macvlans on a bridge created with `ip`, so the ratio
   is the cost of everything Skiff does on top (control plane, agents, nftables, system pods).
-- pod start: bare hello-app pods POSTed through the API while a watch runs, first all at once (a
-  burst), then at a steady pace (--rate per second); each pod's latency is taken client-side from
+- pod start: bare hello-app pods POSTed through the API while a watch runs, once the cluster's
+  system pods are Ready (as after `skiff up --wait`): first all at once (a burst), then at a
+  steady pace (--rate per second); each pod's latency is taken client-side from
   its ADDED event to its first Ready=True event (the API's timestamps are whole seconds).
   POST-sent -> Ready is printed too. The burst's namespace is gone before the paced run starts.
   --no-fork-server starts the cluster with SKIFF_FORK_SERVER=off (built-ins via nsenter), the
@@ -171,6 +172,13 @@ def skiff_up_seconds(cluster: Cluster) -> tuple[float, float]:
 # ---- pod start latency -----------------------------------------------------------------------
 
 
+def settle(cluster: Cluster) -> None:
+    """Pod start is measured on a cluster that is up: its system pods (DNS, Ingress controller)
+    Ready and past their start-up, as after `skiff up --wait`, not while they still start."""
+    cluster.kubectl("wait", "--for=condition=Ready", "pods", "--all", "--all-namespaces", "--timeout=60s")
+    time.sleep(1.0)
+
+
 async def pod_start_latency(cluster: Cluster, n: int, rate: float | None = None
                             ) -> tuple[list[float], list[float], float, float]:
     """(ADDED->Ready per pod, POST sent->Ready per pod, seconds until the first and until all were
@@ -316,6 +324,7 @@ def main() -> None:
         # The last cluster stays up for the pod measurements; the quiet one (throughput) goes first.
         if not args.pods_only:
             pod_gbps, lo_gbps = throughput(cluster, args.seconds, args.rounds)
+        settle(cluster)
         burst = asyncio.run(pod_start_latency(cluster, args.pods))
         paced = asyncio.run(pod_start_latency(cluster, args.pods, args.rate))
     finally:
