@@ -51,6 +51,7 @@ class Client:
         self._headers = {"Authorization": f"Bearer {creds.token}", "User-Agent": user_agent,
                          "Accept": "application/json"}
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
 
     @classmethod
     def for_state_dir(cls, state_dir: str | Path, in_cluster: bool = False, user_agent: str = "skiff"
@@ -61,19 +62,37 @@ class Client:
         server = cfg.in_cluster_server_url if in_cluster else cfg.server_url
         return cls(Credentials(server, cfg.token, str(Path(state_dir) / "pki" / "ca.crt")), user_agent)
 
+    # Requests share a few keep-alive connections, as client-go multiplexes its requests over one
+    # HTTP/2 connection: a burst of writes then queues for a connection instead of opening (and
+    # TLS-handshaking, on both sides) one per concurrent request. Watches are long-lived and get
+    # their own connections, unlimited, so that they never take the requests' places.
+    REQUEST_CONNECTIONS = 6
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            headers=self._headers,
+            connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl else False, limit=limit),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The session for requests (REQUEST_CONNECTIONS connections at most)."""
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(ssl=self._ssl if self._ssl else False, limit=64),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-            )
+            self._session = self._new_session(self.REQUEST_CONNECTIONS)
         return self._session
 
+    @property
+    def watch_session(self) -> aiohttp.ClientSession:
+        """The session for watches: one connection each."""
+        if self._watch_session is None or self._watch_session.closed:
+            self._watch_session = self._new_session(0)
+        return self._watch_session
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
 
     # ---- paths ---------------------------------------------------------------------------
     def path(self, info: ResourceInfo, namespace: str | None = None, name: str | None = None,
@@ -165,7 +184,7 @@ class Client:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
-        async with self.session.get(self.creds.server + self.path(info, namespace), params=params,
+        async with self.watch_session.get(self.creds.server + self.path(info, namespace), params=params,
                                     timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
             if resp.status >= 400:
                 raw = await resp.read()
