@@ -140,6 +140,25 @@ class _MMMap(ctypes.Structure):
 
 
 _arg_blocks: list[ctypes.Array] = []  # must live as long as the process: the kernel reads them
+_layout: tuple[int, dict[str, int]] | None = None  # (pid it was read in, fields)
+
+
+def _memory_layout() -> dict[str, int]:
+    """The code, data, stack and heap start addresses of this process (proc(5) stat fields). A
+    forked child has its parent's, so the server reads them once (prime_memory_layout) and its
+    children skip generating and parsing /proc/self/stat."""
+    global _layout
+    if _layout is None or _layout[0] not in (os.getpid(), os.getppid()):
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+
+        def field(n: int) -> int:  # proc(5) numbering; fields[0] is field 3
+            return int(fields[n - 3])
+
+        _layout = (os.getpid(), {"start_code": field(26), "end_code": field(27), "start_stack": field(28),
+                                 "start_data": field(45), "end_data": field(46), "start_brk": field(47)})
+    return _layout[1]
 
 
 def set_process_args(argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -150,15 +169,8 @@ def set_process_args(argv: Sequence[str], env: Mapping[str, str]) -> None:
         data = b"\0".join(items) + b"\0"
         blocks.append(ctypes.create_string_buffer(data, len(data)))
     args, envs = blocks
-    with open("/proc/self/stat", "rb") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(b")") + 2:].split()
-
-    def field(n: int) -> int:  # proc(5) numbering; fields[0] is field 3
-        return int(fields[n - 3])
-
-    mm = _MMMap(start_code=field(26), end_code=field(27), start_stack=field(28), start_data=field(45),
-                end_data=field(46), start_brk=field(47),
+    layout = _memory_layout()
+    mm = _MMMap(**layout,
                 arg_start=ctypes.addressof(args), arg_end=ctypes.addressof(args) + len(args.raw),
                 env_start=ctypes.addressof(envs), env_end=ctypes.addressof(envs) + len(envs.raw),
                 auxv=0, auxv_size=0, exe_fd=0xFFFFFFFF)
@@ -478,6 +490,7 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
 
     for name in preload:
         importlib.import_module(name)
+    _memory_layout()  # read once here, for every child (see set_process_args)
     if threading.active_count() != 1:
         # setns(CLONE_NEWNS) would fail in every child: better no server than a broken one.
         print("skiff forkserver: preloading started threads; not serving", file=sys.stderr, flush=True)
