@@ -7,10 +7,12 @@ Run as root: .venv/bin/python bench/service_traffic.py [--duration 3] [--rounds 
 - Load: wrk (-t2 -c20 by default, bounded duration). The ratios that the target applies to compare
   the same backend process reached two ways: one hello-app pod ("solo", on a worker node) behind
   its own LoadBalancer Service, against that pod's IP. The client pod and the NodePort node (the
-  control-plane) are on another node, so every Service connection crosses nodes, the costliest
-  path. The ClusterIP and its baseline are loaded from inside the client pod's network namespace
-  (`ip netns exec`); the NodePort, the LB IP and their baseline from the host. Also shown, outside
-  the target: the NodePort of the backend's own node, where the Service costs only its DNAT.
+  control-plane) are on another node, so those Service connections cross nodes, the costliest
+  path (kube-proxy's second hop). The LB address is routed to a node that has an endpoint (the
+  LoadBalancer controller prefers one), here the backend's own. The ClusterIP and its baseline are
+  loaded from inside the client pod's network namespace (`ip netns exec`); the NodePort, the LB IP
+  and their baseline from the host. Also shown: the NodePort of the backend's own node, where the
+  Service costs only its DNAT.
 - Also shown: the same Service types in front of 3 replicas, against the same one-pod baseline.
   Those ratios also carry the cost of spreading the load over three backend processes on a
   2-core machine (more user CPU per request: fewer requests per wakeup, more context switches),

@@ -1,9 +1,13 @@
 """LoadBalancer controller: assigns addresses from the pool to `type: LoadBalancer` Services and
 announces them, as cloud-provider-kind or MetalLB do.
 
-Announcement is a host route `<ip>/32 via <node ip>` to one Ready node (one with a ready local
-endpoint when externalTrafficPolicy is Local); when that node goes NotReady the route moves,
-which is MetalLB's layer-2 failover in routing form.
+Announcement is a host route `<ip>/32 via <node ip>` to one Ready node; when that node goes
+NotReady the route moves, which is MetalLB's layer-2 failover in routing form. With
+externalTrafficPolicy Local the node must have a ready endpoint of the Service. With Cluster any
+node serves, but one with a ready endpoint is preferred (traffic then skips a second node hop):
+when the route is first made, and once when the Service's first endpoints appear (no connection
+through the old node can exist yet). Otherwise the route stays put, so that endpoints moving
+(a rolling update) never cut the connections going through its node.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ async def run(ctx) -> None:
     recorder = EventRecorder(client, "service-lb-controller")
     owner: dict[str, str] = {}  # ip -> service key
     routes: dict[str, str] = {}  # ip -> node ip it is routed to
+    had_endpoints: dict[str, bool] = {}  # service key -> whether it had ready endpoints at its last sync
 
     services.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
 
@@ -95,25 +100,35 @@ async def run(ctx) -> None:
                 return a["address"]
         return None
 
+    def endpoint_nodes(svc: dict) -> set[str]:
+        ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+        found = set()
+        for sl in slices.list(ns):
+            if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
+                continue
+            for ep in sl.get("endpoints") or []:
+                if (ep.get("conditions") or {}).get("ready") and ep.get("nodeName"):
+                    found.add(ep["nodeName"])
+        return found
+
     def pick_node(svc: dict) -> str | None:
         candidates = ready_nodes()
+        local = endpoint_nodes(svc)
+        key = meta.key_of(svc)
+        first_endpoints = bool(local) and not had_endpoints.get(key, False)
+        had_endpoints[key] = bool(local)
+        preferred = [n for n in candidates if n["metadata"]["name"] in local]
         if svc["spec"].get("externalTrafficPolicy") == "Local":
-            ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-            local = set()
-            for sl in slices.list(ns):
-                if (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name") != name:
-                    continue
-                for ep in sl.get("endpoints") or []:
-                    if (ep.get("conditions") or {}).get("ready") and ep.get("nodeName"):
-                        local.add(ep["nodeName"])
-            candidates = [n for n in candidates if n["metadata"]["name"] in local] or candidates
-        # Keep the current node while it stays a candidate, so traffic does not move needlessly.
-        ips = [node_ip(n) for n in candidates]
-        ips = [i for i in ips if i]
+            candidates = preferred or candidates
+        ips = [i for i in (node_ip(n) for n in candidates) if i]
+        # Keep the current node while it stays a candidate, so traffic does not move needlessly;
+        # a Service that just got its first endpoints has no connections to keep.
         for ip in current_ips(svc):
-            if routes.get(ip) in ips:
+            if routes.get(ip) in ips and not (first_endpoints and routes[ip] not in
+                                              [node_ip(n) for n in preferred]):
                 return routes[ip]
-        return ips[0] if ips else None
+        best = [i for i in (node_ip(n) for n in preferred) if i] or ips
+        return best[0] if best else None
 
     async def announce(ip: str, via: str | None) -> None:
         if via is None:
@@ -130,6 +145,7 @@ async def run(ctx) -> None:
             log.warning("cannot route %s via %s: %s", ip, via, err)
 
     async def withdraw(key: str) -> None:
+        had_endpoints.pop(key, None)
         freed = False
         for ip, k in list(owner.items()):
             if k == key:
@@ -186,4 +202,8 @@ async def run(ctx) -> None:
             owner[ip] = key
             await announce(ip, via)
 
+    # After a restart, a Service that has endpoints already is no "first endpoints" case.
+    for s in services.list():
+        if wants_lb(s) and current_ips(s):
+            had_endpoints[meta.key_of(s)] = bool(endpoint_nodes(s))
     await run_workers(queue, sync, workers=1, name="loadbalancer")

@@ -217,6 +217,58 @@ def test_rolling_update_under_load_fails_nothing(cluster):
     assert "Version: 2.0.0" in curl(url).stdout
 
 
+def test_load_balancer_is_routed_to_a_node_with_an_endpoint_and_stays_there(cluster):
+    """Cluster policy: any node serves, but the route goes to the endpoint's node once the first
+    endpoint is ready (one hop less); a rolling update that moves the pod keeps the route."""
+    k, cfg = cluster.kubectl, cluster.cfg
+
+    def manifest(node: str) -> str:
+        return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: pinned}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: pinned}}}}
+  template:
+    metadata: {{labels: {{app: pinned}}}}
+    spec:
+      nodeName: {node}
+      containers:
+      - {{name: hello, image: "gcr.io/google-samples/hello-app:1.0", ports: [{{containerPort: 8080}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: pinned}}
+spec:
+  type: LoadBalancer
+  selector: {{app: pinned}}
+  ports: [{{port: 80, targetPort: 8080}}]
+"""
+    last = cfg.nodes - 1
+    k("apply", "-f", "-", input=manifest(cfg.node_name(last)))
+    try:
+        ip = wait_for(lambda: (svc(k, "pinned")["status"].get("loadBalancer", {}).get("ingress") or [{}])[0]
+                      .get("ip"), 5)
+
+        def via() -> str | None:
+            m = re.search(r"via (\S+)", subprocess.run(["ip", "route", "show", f"{ip}/32"], capture_output=True,
+                                                       text=True).stdout)
+            return m.group(1) if m else None
+        wait_for(lambda: via() == cfg.node_ip(last), 15, 0.05)
+        assert "Hostname: pinned-" in wait_for(lambda: (lambda r: r.stdout if r.returncode == 0 else None)(
+            curl(f"http://{ip}/", timeout=2)), 10, 0.1)
+        # The pod moves to another node without a moment with no endpoint: the route stays.
+        k("apply", "-f", "-", input=manifest(cfg.node_name(0)))
+        k("rollout", "status", "deployment/pinned", "--timeout=30s")
+        pods = ready_pods(k, "app=pinned")
+        assert [p["spec"]["nodeName"] for p in pods] == [cfg.node_name(0)]
+        assert via() == cfg.node_ip(last)
+        assert "Hostname: pinned-" in curl(f"http://{ip}/").stdout
+    finally:
+        k("delete", "deployment/pinned", "service/pinned", "--wait=false", check=False)
+
+
 def test_load_balancer_survives_loss_of_its_node(cluster):
     k = cluster.kubectl
     wait_for(lambda: len(ready_pods(k, "app=lb-backend")) == 3, 15)
