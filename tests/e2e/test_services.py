@@ -52,6 +52,13 @@ def hostnames(url: str, n: int) -> list[str]:
     return out
 
 
+def lb_route_via(ip: str) -> str | None:
+    """The node the host routes a LoadBalancer address to."""
+    m = re.search(r"via (\S+)", subprocess.run(["ip", "route", "show", f"{ip}/32"], capture_output=True,
+                                               text=True).stdout)
+    return m.group(1) if m else None
+
+
 def test_nodeport_on_every_node_spreads(cluster):
     k = cluster.kubectl
     wait_for(lambda: len(ready_pods(k, "app=my-app")) == 3)
@@ -250,12 +257,7 @@ spec:
     try:
         ip = wait_for(lambda: (svc(k, "pinned")["status"].get("loadBalancer", {}).get("ingress") or [{}])[0]
                       .get("ip"), 5)
-
-        def via() -> str | None:
-            m = re.search(r"via (\S+)", subprocess.run(["ip", "route", "show", f"{ip}/32"], capture_output=True,
-                                                       text=True).stdout)
-            return m.group(1) if m else None
-        wait_for(lambda: via() == cfg.node_ip(last), 15, 0.05)
+        wait_for(lambda: lb_route_via(ip) == cfg.node_ip(last), 15, 0.05)
         assert "Hostname: pinned-" in wait_for(lambda: (lambda r: r.stdout if r.returncode == 0 else None)(
             curl(f"http://{ip}/", timeout=2)), 10, 0.1)
         # The pod moves to another node without a moment with no endpoint: the route stays.
@@ -263,7 +265,7 @@ spec:
         k("rollout", "status", "deployment/pinned", "--timeout=30s")
         pods = ready_pods(k, "app=pinned")
         assert [p["spec"]["nodeName"] for p in pods] == [cfg.node_name(0)]
-        assert via() == cfg.node_ip(last)
+        assert lb_route_via(ip) == cfg.node_ip(last)
         assert "Hostname: pinned-" in curl(f"http://{ip}/").stdout
     finally:
         k("delete", "deployment/pinned", "service/pinned", "--wait=false", check=False)
@@ -274,18 +276,13 @@ def test_load_balancer_survives_loss_of_its_node(cluster):
     wait_for(lambda: len(ready_pods(k, "app=lb-backend")) == 3, 15)
     ip = wait_for(lambda: (svc(k, "backend")["status"].get("loadBalancer", {}).get("ingress") or [{}])[0]
                   .get("ip"), 5)
-
-    def via() -> str | None:
-        m = re.search(r"via (\S+)", subprocess.run(["ip", "route", "show", f"{ip}/32"], capture_output=True,
-                                                   text=True).stdout)
-        return m.group(1) if m else None
-    carrier = wait_for(via, 5)
+    carrier = wait_for(lambda: lb_route_via(ip), 5)
     cfg = cluster.cfg
     index = next(i for i in range(cfg.nodes) if cfg.node_ip(i) == carrier)
     pid = int((cluster.home / cluster.name / f"{cfg.node_name(index)}.pid").read_text())
     os.killpg(pid, signal.SIGSTOP)
     try:
-        wait_for(lambda: via() not in (None, carrier), 15, 0.1)
+        wait_for(lambda: lb_route_via(ip) not in (None, carrier), 15, 0.1)
         r = wait_for(lambda: (lambda r: r if r.returncode == 0 and "Hostname:" in r.stdout else None)(
             curl(f"http://{ip}/", timeout=2)), 10, 0.1)
         assert "Hostname: backend-deployment-" in r.stdout
