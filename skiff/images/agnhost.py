@@ -333,6 +333,7 @@ def serve_hostname(argv: list[str]) -> int | None:
         loop = asyncio.get_running_loop()
         if flags["tcp"]:
             await loop.create_server(_TCPHostname, "0.0.0.0", port, reuse_address=True)
+            server.notify_listening()
         if flags["udp"]:
             await loop.create_datagram_endpoint(_UDPHostname, local_addr=("0.0.0.0", port))
         if flags["http"]:

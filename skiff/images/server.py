@@ -10,6 +10,7 @@ few endpoints that wait), which keeps the common path free of task switches.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import sys
@@ -453,7 +454,22 @@ async def start_http(handler: Handler, port: int, host: str = "0.0.0.0",
                                                     backlog=4096, ssl=ssl))
         except OSError:
             pass  # no IPv6 in this network namespace: IPv4 is what pods use
+    notify_listening()
     return servers
+
+
+# Set by the node agent's fork server in a container it starts (skiff.node.forkserver._child): a
+# pipe to the agent, told each time listeners are bound, so that it need not probe with connections.
+LISTENING_FD: int | None = None
+
+
+def notify_listening() -> None:
+    global LISTENING_FD
+    if LISTENING_FD is not None:
+        try:
+            os.write(LISTENING_FD, b"\n")
+        except OSError:
+            LISTENING_FD = None  # the agent is gone or does not listen: never mind
 
 
 def parse_listen(address: str, default_port: int) -> tuple[str, int]:

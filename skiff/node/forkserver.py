@@ -237,8 +237,13 @@ def _run_program(argv: list[str]) -> int:
     return code
 
 
-def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: int, server_pid: int) -> NoReturn:
-    """In the forked child: join the sandbox, then run the program. Never returns."""
+def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: int, server_pid: int,
+           listening: int | None = None) -> NoReturn:
+    """In the forked child: join the sandbox, then run the program. Never returns.
+
+    `listening`, if given, is kept open for the program: the built-in images' server writes a
+    line to it each time it has bound its listeners (skiff.images.server.LISTENING_FD), so the
+    node agent learns a container listens without polling it with connections."""
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -259,7 +264,13 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
             set_process_args(req["argv"], req["env"])
         except OSError as exc:
             print(f"skiff forkserver: cannot set the command line ({exc})", file=sys.__stderr__, flush=True)
-        os.closerange(3, 1 << 20)  # also closes sync_w: the server reads EOF, meaning "started"
+        # Also closes sync_w: the server reads EOF, meaning "started".
+        if listening is None:
+            os.closerange(3, 1 << 20)
+        else:
+            os.closerange(3, listening)
+            os.closerange(listening + 1, 1 << 20)
+            sys.modules["skiff.images.server"].LISTENING_FD = listening
     except BaseException as exc:
         try:
             os.write(sync_w, f"{exc}".encode() or b"child setup failed")
@@ -287,8 +298,8 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
 def _spawn(sock: socket.socket, pending: _Pending, req: dict, fds: list[int], server_pid: int) -> None:
     ns_fds: dict[str, int] = {}
     try:
-        if len(fds) != 2:
-            raise ValueError(f"expected 2 file descriptors (stdout, stderr), got {len(fds)}")
+        if len(fds) not in (2, 3):
+            raise ValueError(f"expected 2 or 3 file descriptors (stdout, stderr[, listening]), got {len(fds)}")
         if not is_builtin_argv(req.get("argv") or []):
             raise ValueError(f"not a built-in program: {req.get('argv')!r}")
         for kind, path in (req.get("ns") or {}).items():
@@ -300,7 +311,8 @@ def _spawn(sock: socket.socket, pending: _Pending, req: dict, fds: list[int], se
             os.close(fd)
         _send(sock, {"op": "failed", "id": req.get("id"), "error": str(exc)})
         return
-    pending.fork(req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid),
+    listening = fds[2] if len(fds) == 3 else None
+    pending.fork(req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid, listening),
                  [*fds, *ns_fds.values()])
 
 
@@ -709,16 +721,21 @@ class ForkServer:
                 raise ForkServerError(self.lost_reason) from exc
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
-                    namespaces: Mapping[str, str], stdout_fd: int, stderr_fd: int) -> ForkedChild:
+                    namespaces: Mapping[str, str], stdout_fd: int, stderr_fd: int,
+                    listening_fd: int | None = None) -> ForkedChild:
         """Fork a child that joins `namespaces` (kind "net"/"uts"/"mnt" -> path), enters `cwd`,
         leads a new session, writes to the given fds, and runs the built-in program `argv`.
+        The program writes a line to `listening_fd` whenever it has bound its listeners.
 
         Raises SpawnFailed when the child cannot join the sandbox, ForkServerError when the
         server cannot be asked (the caller should then start the container some other way)."""
         if not is_builtin_argv(argv):
             raise ForkServerError(f"not a built-in program: {list(argv)!r}")
-        return await self._request({"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd,
-                                    "ns": dict(namespaces)}, [stdout_fd, stderr_fd])
+        fds = [stdout_fd, stderr_fd] + ([listening_fd] if listening_fd is not None else [])
+        child = await self._request({"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd,
+                                     "ns": dict(namespaces)}, fds)
+        assert child is not None
+        return child
 
     async def sandbox(self, name: str, pins: Mapping[str, str], pin_dir: str, etc: Mapping[str, str],
                       hostname: str) -> None:

@@ -280,7 +280,7 @@ class ContainerProcess:
     """A running (or finished) container process."""
 
     def __init__(self, pid: int, returncode: Awaitable[int], log: LogWriter, pumps: list[asyncio.Task],
-                 forked: bool = False):
+                 forked: bool = False, listening_fd: int | None = None):
         # `returncode` resolves like Popen.returncode (-N for signal N) once the process is reaped,
         # by asyncio for our own children or by the fork server's report for forked ones.
         self._returncode = returncode
@@ -291,10 +291,35 @@ class ContainerProcess:
         self.started_at: float = time.time()
         self.finished_at: float | None = None
         self.exit_code: int | None = None
+        # Set each time the program says it has bound listeners (built-in images started by the
+        # fork server); None when it cannot say, and whoever waits for its ports must poll.
+        self.listened: asyncio.Event | None = None
+        self._listening_fd = listening_fd
+        if listening_fd is not None:
+            self.listened = asyncio.Event()
+            asyncio.get_running_loop().add_reader(listening_fd, self._on_listening)
         self._done = asyncio.ensure_future(self._reap())
+
+    def _on_listening(self) -> None:
+        try:
+            data = os.read(self._listening_fd, 4096) if self._listening_fd is not None else b""
+        except BlockingIOError:
+            return
+        if data:
+            assert self.listened is not None
+            self.listened.set()
+        else:
+            self._close_listening()
+
+    def _close_listening(self) -> None:
+        if self._listening_fd is not None:
+            asyncio.get_running_loop().remove_reader(self._listening_fd)
+            os.close(self._listening_fd)
+            self._listening_fd = None
 
     async def _reap(self) -> int:
         rc = await self._returncode
+        self._close_listening()
         # The container is over: like a runtime tearing down the container, end whatever the main
         # process left running in its group, which also closes the log pipes they hold.
         self._killpg(signal.SIGKILL)
@@ -409,28 +434,32 @@ async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: S
     namespaces = {"net": sandbox.netns_path, "uts": sandbox.ns_path("uts"), "mnt": sandbox.ns_path("mnt")}
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    readers: list[int] = [out_r, err_r]
+    listen_r, listen_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    readers: list[int] = [out_r, err_r, listen_r]
     try:
         try:
-            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w)
+            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w, listen_w)
         finally:
             # The server holds its own copies now (or the request failed): ours would keep the
             # pipes from ever reaching EOF.
-            os.close(out_w)
-            os.close(err_w)
+            for fd in (out_w, err_w, listen_w):
+                os.close(fd)
         writer = LogWriter(log_path)
         stdout = await _pipe_reader(readers.pop(0))
         stderr = await _pipe_reader(readers.pop(0))
     except forkserver.SpawnFailed as exc:
         raise ContainerStartError(str(exc)) from exc
-    finally:
+    except BaseException:
         for fd in readers:
             os.close(fd)
+        raise
+    for fd in readers[:-1]:
+        os.close(fd)
     pumps = [
         asyncio.ensure_future(_pump(stdout, "stdout", writer)),
         asyncio.ensure_future(_pump(stderr, "stderr", writer)),
     ]
-    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True)
+    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True, listening_fd=readers[-1])
 
 
 @dataclass

@@ -190,6 +190,28 @@ async def test_environment_exit_codes_and_signals(network, sandbox, server, tmp_
     assert read_log(str(tmp_path / "p.log")) == b"Shutting down, got signal: Terminated\n"
 
 
+async def test_a_forked_built_in_image_says_when_it_listens(network, sandbox, server, tmp_path):
+    # Started by the fork server, the image tells the agent once its listeners are bound: at
+    # that moment the port accepts connections. Through nsenter it cannot say (None: poll).
+    argv, env = builtin("gcr.io/google-samples/hello-app:1.0")
+    env["PORT"] = "8089"
+    proc = await start_container(sandbox, argv, env, None, str(tmp_path / "l.log"))
+    try:
+        assert proc.forked and proc.listened is not None
+        await asyncio.wait_for(proc.listened.wait(), 5)
+        _, w = await asyncio.open_connection(sandbox.ip, 8089)
+        w.close()
+    finally:
+        await proc.stop(1)
+    runtime.use_fork_server(None)
+    plain = await start_container(sandbox, argv, env, None, str(tmp_path / "n.log"))
+    try:
+        assert not plain.forked and plain.listened is None
+    finally:
+        await plain.stop(1)
+        runtime.use_fork_server(server)
+
+
 async def test_a_burst_of_starts_is_served_side_by_side_in_order(network, sandbox, server, tmp_path):
     # Requests are answered as each child is ready, not one after the other; a child that exits at
     # once (a bad program name) is still reported started before exited, and a failing setup
