@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
@@ -196,8 +197,12 @@ class PodWorker:
                 return rec
         return None
 
+    @property
+    def log_dir(self) -> str:
+        return str(self.k.log_root / f"{self.namespace}_{self.name}_{self.uid}")
+
     def log_path(self, container: str, instance: int) -> str:
-        return str(self.k.log_root / f"{self.namespace}_{self.name}_{self.uid}" / container / f"{instance}.log")
+        return os.path.join(self.log_dir, container, f"{instance}.log")
 
     # ---- life cycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -267,6 +272,10 @@ class PodWorker:
             except ClientError as e:
                 if e.code not in (404, 409):
                     log.warning("deleting pod %s/%s: %s", self.namespace, self.name, e)
+        if not self.k.shutting_down:
+            # The pod is gone for good: so are its logs, as kubelet removes /var/log/pods/<pod>.
+            # (An agent that stops keeps them, for `kubectl logs --previous` after its restart.)
+            await asyncio.to_thread(shutil.rmtree, self.log_dir, True)
         self.k.forget(self)
 
     async def _teardown(self, grace: float) -> None:

@@ -127,12 +127,17 @@ def test_scale_rollout_undo_and_replacement(cluster):
     dep = json.loads(k("get", "deploy", "my-app", "-o", "json"))
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
     assert "condition met" in k("wait", "--for=condition=Available", "deployment/my-app", "--timeout=20s")
-    victim = next(p["metadata"]["name"] for p in pods_json(k, "-l", "app=my-app")
-                  if is_ready(p) and not p["metadata"].get("deletionTimestamp"))
+    victim_pod = next(p for p in pods_json(k, "-l", "app=my-app")
+                      if is_ready(p) and not p["metadata"].get("deletionTimestamp"))
+    victim, md = victim_pod["metadata"]["name"], victim_pod["metadata"]
+    logs = cluster.home / cluster.name / "nodes" / victim_pod["spec"]["nodeName"] / "pods" / \
+        f"{md['namespace']}_{victim}_{md['uid']}"
+    assert logs.is_dir()
     k("delete", "pod", victim)
     wait_for(lambda: (lambda ps: len(ps) == 5 and victim not in {p["metadata"]["name"] for p in ps}
                       and all(map(is_ready, ps)))([p for p in pods_json(k, "-l", "app=my-app")
                                                    if not p["metadata"].get("deletionTimestamp")]), 15)
+    wait_for(lambda: not logs.exists(), 5)  # a deleted pod's logs go with it
     k("scale", "deployment/my-app", "--replicas=3")
 
 
