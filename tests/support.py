@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -218,6 +219,15 @@ class Cluster:
                 os.environ.pop("SKIFF_HOME", None)
             else:
                 os.environ["SKIFF_HOME"] = old
+
+    def agent_pid(self, node: str) -> int:
+        """The pid of `node`'s agent (it leads the node's process group)."""
+        return int((self.home / self.name / f"{node}.pid").read_text())
+
+    def wait_node(self, node: str, status: str, timeout: float = 15) -> None:
+        """Until `kubectl get nodes` shows `node` with a STATUS starting with `status`."""
+        wait_for(lambda: re.search(rf"^{re.escape(node)}\s+{status}", self.kubectl("get", "nodes"), re.M),
+                 timeout, 0.2)
 
     def in_netns(self, netns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,

@@ -16,6 +16,7 @@ annotation interop, unions, duplicate list keys.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -87,28 +88,20 @@ def path_string(path: Path) -> str:
 
 # ---- FieldsV1 <-> sets ----------------------------------------------------------------------------------
 
-class _Memo:
-    """A bounded memo of a pure function of JSON-shaped data, keyed by a string or frozenset.
-
-    Every write decodes and re-encodes every manager's `fieldsV1`, and most of them did not change
-    since the last write of the object: the same few sets go back and forth many times."""
-
-    def __init__(self, size: int = 2048) -> None:
-        self._items: dict[Any, Any] = {}
-        self._size = size
-
-    def get(self, key: Any) -> Any:
-        return self._items.get(key)
-
-    def put(self, key: Any, value: Any) -> None:
-        if len(self._items) >= self._size:
-            self._items.pop(next(iter(self._items)))
-        self._items[key] = value
-
-
+# Every write decodes and re-encodes every manager's `fieldsV1`, and most of them did not change
+# since the last write of the object: the same few sets go back and forth many times, so both
+# directions are memoized (on the JSON text one way, on the frozen set the other).
 _dumps_plain = json.JSONEncoder(separators=(",", ":")).encode
-_SETS = _Memo()
-_FIELDS = _Memo()
+
+
+@functools.lru_cache(maxsize=2048)
+def _set_of_fields_text(text: str) -> frozenset[Path]:
+    return frozenset(_fields_to_set(json.loads(text)))
+
+
+@functools.lru_cache(maxsize=2048)
+def _fields_text_of_set(paths: frozenset[Path]) -> str:
+    return _dumps_plain(_set_to_fields(paths))
 
 
 def fields_to_set(fields: dict | None) -> set[Path]:
@@ -116,14 +109,10 @@ def fields_to_set(fields: dict | None) -> set[Path]:
     if not isinstance(fields, dict) or not fields:
         return _fields_to_set(fields)
     try:
-        key = _dumps_plain(fields)
+        text = _dumps_plain(fields)
     except (TypeError, ValueError):
         return _fields_to_set(fields)
-    known = _SETS.get(key)
-    if known is None:
-        known = frozenset(_fields_to_set(fields))
-        _SETS.put(key, known)
-    return set(known)
+    return set(_set_of_fields_text(text))
 
 
 def _fields_to_set(fields: dict | None) -> set[Path]:
@@ -153,12 +142,8 @@ def _element_order(element: str) -> tuple:
 
 def set_to_fields(paths: set[Path]) -> dict:
     """Encode a set of paths as `fieldsV1` (children sorted, `.` first), as the apiserver stores it."""
-    key = frozenset(paths)
-    text = _FIELDS.get(key)
-    if text is None:
-        text = _dumps_plain(_set_to_fields(paths))
-        _FIELDS.put(key, text)
-    return json.loads(text)  # a fresh tree each time: the caller puts it into an object
+    # A fresh tree each time: the caller puts it into an object.
+    return json.loads(_fields_text_of_set(frozenset(paths)))
 
 
 def _set_to_fields(paths: set[Path]) -> dict:

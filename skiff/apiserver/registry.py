@@ -124,16 +124,14 @@ class _RevisionCache:
     """
 
     def __init__(self, size: int = 4096) -> None:
-        self._items: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._items: OrderedDict[int, dict] = OrderedDict()
         self._size = size
 
-    def get(self, kind: str, kv: KeyValue, revision: int) -> dict:
-        key = (kind, revision)
-        obj = self._items.get(key)
+    def get(self, kv: KeyValue) -> dict:
+        """The object of the write at kv.mod_revision (what decode(kv) returns)."""
+        obj = self._items.get(kv.mod_revision)
         if obj is None:
-            obj = json.loads(kv.value)
-            obj["metadata"]["resourceVersion"] = str(revision)
-            self._items[key] = obj
+            obj = self._items[kv.mod_revision] = decode(kv)
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
         return obj
@@ -482,13 +480,12 @@ class Registry:
         cache = self._decoded
         try:
             async for ev in self.store.watch(prefix, from_rev):
-                rev = ev.kv.mod_revision
                 if ev.type == "DELETE":
-                    obj = cache.get("obj", ev.kv, rev)
+                    obj = cache.get(ev.kv)
                     if sel.empty or sel.matches(obj):
                         yield "DELETED", obj
                     continue
-                obj = cache.get("obj", ev.kv, rev)
+                obj = cache.get(ev.kv)
                 now_in = sel.empty or sel.matches(obj)
                 if ev.prev is None or ev.created:
                     if now_in:
@@ -498,7 +495,7 @@ class Registry:
                     yield "MODIFIED", obj
                     continue
                 # The previous value is the object of the key's previous revision: decoded once, shared.
-                was_in = sel.matches(cache.get("obj", ev.prev, ev.prev.mod_revision))
+                was_in = sel.matches(cache.get(ev.prev))
                 if now_in and was_in:
                     yield "MODIFIED", obj
                 elif now_in:

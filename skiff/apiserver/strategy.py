@@ -61,7 +61,7 @@ def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: st
             md_new.pop(field, None)
     if subresource == "binding":
         return  # binding sets spec.nodeName and the PodScheduled condition together
-    if subresource == "status":
+    if keeps_stored_metadata(subresource):
         # A status write changes status only (and may touch labels/annotations in kube; keep it simple:
         # metadata comes from the stored object so that controllers cannot clobber user edits).
         for key in list(new.keys()):
@@ -70,8 +70,7 @@ def prepare_for_update(info: ResourceInfo, new: dict, old: dict, subresource: st
         for key, value in old.items():
             if key not in ("status", "metadata"):
                 new[key] = clone(value)
-        if keeps_stored_metadata(subresource):
-            new["metadata"] = {**clone(md_old), "resourceVersion": md_new.get("resourceVersion")}
+        new["metadata"] = {**clone(md_old), "resourceVersion": md_new.get("resourceVersion")}
         return
     if info.kind == "Namespace" and subresource != "finalize":
         # spec.finalizers changes only through /finalize.

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from skiff.net import names
+
 NETNS_DIR = "/run/netns"
 ETC_NETNS_DIR = "/etc/netns"
 # Pod sandboxes made by a fork server pin their UTS and mount namespaces here, under one private
@@ -100,13 +102,32 @@ def kill_netns_processes(names: Iterable[str], timeout: float = 3.0) -> list[int
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_MNT_DETACH = 2
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x40000
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = 0x1000, 0x4000, 0x40000, 0x80000
+MNT_DETACH = 2
 
 
-def _unpin(path: str) -> None:
-    if _libc.umount2(path.encode(), _MNT_DETACH) != 0:
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
+    """mount(2), raising OSError that names what failed."""
+    def b(text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+
+    if _libc.mount(b(source), target.encode(), b(fstype), flags, b(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
+
+
+def detach(target: str) -> bool:
+    """umount2(target, MNT_DETACH); False (and nothing raised) if it was not mounted or failed."""
+    return _libc.umount2(target.encode(), MNT_DETACH) == 0
+
+
+def unpin(path: str) -> None:
+    """Detach a namespace pin (a bind mount on a file) and remove the file. Missing pins and
+    half-made ones (a file with nothing mounted on it) are fine."""
+    if not detach(path):
         err = ctypes.get_errno()
         if err not in (errno.EINVAL, errno.ENOENT):  # EINVAL: not a mount point (a half-made pin)
             raise OSError(err, f"umount {path}: {os.strerror(err)}")
@@ -118,19 +139,21 @@ def pin_dir(node_netns: str) -> str:
     return os.path.join(PIN_ROOT, node_netns)
 
 
+def ns_pin_path(netns: str, kind: str) -> str:
+    """Where a pinned pod sandbox's namespace of `kind` ("net", "uts", "mnt") is pinned."""
+    if kind == "net":
+        return netns_path(netns)
+    return os.path.join(pin_dir(names.node_of_netns(netns)), f"{netns}.{kind}")
+
+
 def ensure_pin_dir(node_netns: str) -> str:
     """The node's pin directory, mounted as a private tmpfs (a mount namespace can only be pinned
     on a mount that does not propagate; tmpfs also makes each pin's file cheap). Idempotent."""
     path = pin_dir(node_netns)
     os.makedirs(path, mode=0o700, exist_ok=True)
     if not os.path.ismount(path):
-        if _libc.mount(b"skiff-pins", path.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                       b"mode=0700,size=4m") != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
-    if _libc.mount(None, path.encode(), None, _MS_PRIVATE, None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"make {path} private: {os.strerror(err)}")
+        mount("skiff-pins", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=4m")
+    mount(None, path, None, MS_PRIVATE)
     return path
 
 
@@ -138,9 +161,8 @@ def remove_pin_dir(node_netns: str) -> None:
     """Detach the node's pin tmpfs (every pin in it goes with it) and remove its directory, and
     /run/skiff itself once no node of any cluster uses it."""
     path = pin_dir(node_netns)
-    while os.path.ismount(path):
-        if _libc.umount2(path.encode(), _MNT_DETACH) != 0:
-            break
+    while os.path.ismount(path) and detach(path):
+        pass
     for directory in (path, PIN_ROOT):
         with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(directory)
@@ -148,16 +170,15 @@ def remove_pin_dir(node_netns: str) -> None:
 
 def remove_ns_pins(netns: str) -> None:
     """Remove a pod's UTS and mount namespace pins, if it has any (missing pins are fine)."""
-    directory = pin_dir(netns.split(".", 1)[0])
     for kind in ("uts", "mnt"):
-        _unpin(os.path.join(directory, f"{netns}.{kind}"))
+        unpin(ns_pin_path(netns, kind))
 
 
 def remove_netns_pin(name: str) -> None:
     """What `ip netns del` does, without its process: detach the bind mount that pins the
     namespace at /run/netns/<name>, then remove the file. The namespace itself goes once nothing
     uses it any more. Missing pins are fine."""
-    _unpin(netns_path(name))
+    unpin(netns_path(name))
 
 
 def call_in_netns(netns: str, fn: Callable[[], T]) -> T:

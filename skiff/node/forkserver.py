@@ -62,6 +62,8 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
+from skiff.net.ns import MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, NETNS_DIR, detach, mount, unpin
+
 # Built-ins are `[sys.executable, "-m", "skiff.images", <program>, ...]` (skiff.images.registry).
 BUILTIN_MODULE = "skiff.images"
 # What the children of a server need, imported once in the server (the program modules and what
@@ -103,12 +105,7 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.sbrk.argtypes = [ctypes.c_long]
 _libc.sbrk.restype = ctypes.c_void_p
 _libc.unshare.argtypes = [ctypes.c_int]
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_MS_RDONLY, _MS_BIND, _MS_REC, _MS_SLAVE = 0x1, 0x1000, 0x4000, 0x80000
-_MNT_DETACH = 2
-_NETNS_RUN_DIR = "/run/netns"
 _ST_RDONLY = 1
 
 
@@ -126,12 +123,6 @@ def setns(fd: int, kind: str) -> None:
     _check(_libc.setns(fd, _NS_FLAGS[kind]), f"setns {kind}")
 
 
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _check(_libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                       data.encode() if data else None),
-           f"mount {source} on {target}")
-
-
 class _MMMap(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
@@ -145,8 +136,8 @@ _layout: tuple[int, dict[str, int]] | None = None  # (pid it was read in, fields
 
 def _memory_layout() -> dict[str, int]:
     """The code, data, stack and heap start addresses of this process (proc(5) stat fields). A
-    forked child has its parent's, so the server reads them once (prime_memory_layout) and its
-    children skip generating and parsing /proc/self/stat."""
+    forked child has its parent's, so the server reads them once (in serve) and its children
+    skip generating and parsing /proc/self/stat."""
     global _layout
     if _layout is None or _layout[0] not in (os.getpid(), os.getppid()):
         with open("/proc/self/stat", "rb") as f:
@@ -388,42 +379,37 @@ def _pin(path: str, ns_file: str) -> None:
     """Keep the namespace behind `ns_file` alive by bind-mounting it on a new file `path`."""
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     try:
-        _mount(ns_file, path, None, _MS_BIND)
+        mount(ns_file, path, None, MS_BIND)
     except BaseException:
         os.unlink(path)
         raise
 
 
-def _unpin(path: str) -> None:
-    _libc.umount2(path.encode(), _MNT_DETACH)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 def _set_up_pod_mounts(req: dict) -> None:
     """In the pod's new mount namespace: its /etc files and a /sys of its network namespace."""
-    _mount("none", "/", None, _MS_SLAVE | _MS_REC)  # our mounts must not reach the host's
+    mount("none", "/", None, MS_SLAVE | MS_REC)  # our mounts must not reach the host's
     # Other pods' pins are none of this pod's business, and a copy here would keep their
     # namespaces alive after their pods are gone (and make pinning the next pod quadratic).
-    for directory in (_NETNS_RUN_DIR, req["pin_dir"]):
-        _libc.umount2(directory.encode(), _MNT_DETACH)  # not a mount point: nothing to detach
+    for directory in (NETNS_DIR, req["pin_dir"]):
+        detach(directory)  # not a mount point: nothing to detach
     # The tmpfs is mounted, filled and detached again on /run/netns, which the pod does not use:
     # its files stay reachable through the binds over /etc alone.
-    _mount("tmpfs", _NETNS_RUN_DIR, "tmpfs", 0, "size=64k,mode=0755")
+    mount("tmpfs", NETNS_DIR, "tmpfs", 0, "size=64k,mode=0755")
     for entry, content in sorted(req["etc"].items()):
         if "/" in entry or entry.startswith("."):
             raise ValueError(f"bad /etc file name {entry!r}")
-        source = os.path.join(_NETNS_RUN_DIR, entry)
+        source = os.path.join(NETNS_DIR, entry)
         with open(source, "w") as f:
             f.write(content)
         os.chmod(source, 0o644)
         if os.path.exists(os.path.join("/etc", entry)):
-            _mount(source, os.path.join("/etc", entry), None, _MS_BIND)
-    _check(_libc.umount2(_NETNS_RUN_DIR.encode(), _MNT_DETACH), "umount tmpfs")
+            mount(source, os.path.join("/etc", entry), None, MS_BIND)
+    if not detach(NETNS_DIR):
+        raise OSError(ctypes.get_errno(), f"umount tmpfs on {NETNS_DIR}")
     flags = 0
-    if _libc.umount2(b"/sys", _MNT_DETACH) != 0 and os.statvfs("/sys").f_flag & _ST_RDONLY:
-        flags = _MS_RDONLY
-    _mount(req["name"], "/sys", "sysfs", flags)
+    if not detach("/sys") and os.statvfs("/sys").f_flag & _ST_RDONLY:
+        flags = MS_RDONLY
+    mount(req["name"], "/sys", "sysfs", flags)
 
 
 def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
@@ -466,7 +452,8 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
             setns(own["mnt"], "mnt")
             os.chdir(cwd)
         for path in made:
-            _unpin(path)
+            with contextlib.suppress(OSError):
+                unpin(path)
         raise
     finally:
         setns(own["net"], "net")

@@ -435,7 +435,8 @@ async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: S
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     listen_r, listen_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    readers: list[int] = [out_r, err_r, listen_r]
+    readers: list[int] = [out_r, err_r]  # closed here unless handed to a pipe reader
+    started = False
     try:
         try:
             child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w, listen_w)
@@ -447,19 +448,17 @@ async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: S
         writer = LogWriter(log_path)
         stdout = await _pipe_reader(readers.pop(0))
         stderr = await _pipe_reader(readers.pop(0))
+        started = True
     except forkserver.SpawnFailed as exc:
         raise ContainerStartError(str(exc)) from exc
-    except BaseException:
-        for fd in readers:
+    finally:
+        for fd in readers if started else [*readers, listen_r]:
             os.close(fd)
-        raise
-    for fd in readers[:-1]:
-        os.close(fd)
     pumps = [
         asyncio.ensure_future(_pump(stdout, "stdout", writer)),
         asyncio.ensure_future(_pump(stderr, "stderr", writer)),
     ]
-    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True, listening_fd=readers[-1])
+    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True, listening_fd=listen_r)
 
 
 @dataclass

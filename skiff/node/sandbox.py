@@ -52,6 +52,7 @@ from skiff.net.ns import (
     list_netns,
     netns_exists,
     netns_path,
+    ns_pin_path,
     pin_dir,
     remove_netns_pin,
     remove_ns_pins,
@@ -80,9 +81,9 @@ class Sandbox:
     gateway: str
     hostname: str
     host_veth: str  # the veth end inside the node's namespace
-    pause_pid: int  # the process holding the namespaces; 0 when they are pinned (pin_dir)
+    pause_pid: int  # the process holding the namespaces; 0 when they are pinned
     created_at: float = 0.0
-    pin_dir: str = ""  # where the UTS and mount namespaces are pinned, when no process holds them
+    pinned: bool = False  # no process holds the namespaces: bind mounts do (skiff.net.ns.ns_pin_path)
 
     @property
     def netns_path(self) -> str:
@@ -91,14 +92,14 @@ class Sandbox:
     def ns_path(self, kind: str) -> str:
         """Path of one of the sandbox's namespaces ("uts", "mnt", "net"): its pin, or the holder's
         /proc entry."""
-        if self.pin_dir:
-            return self.netns_path if kind == "net" else os.path.join(self.pin_dir, f"{self.netns}.{kind}")
+        if self.pinned:
+            return ns_pin_path(self.netns, kind)
         return f"/proc/{self.pause_pid}/ns/{kind}"
 
     def is_alive(self) -> bool:
         """The sandbox's namespaces are still there to join (pinned, or held by its process)."""
         try:
-            if self.pin_dir:
+            if self.pinned:
                 nsfs = os.stat("/proc/self/ns/net").st_dev
                 return all(os.stat(self.ns_path(kind)).st_dev == nsfs for kind in ("net", "uts", "mnt"))
             return os.stat(self.ns_path("net")).st_ino == os.stat(self.netns_path).st_ino
@@ -190,15 +191,12 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
 
 
 async def _create_pinned(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
-                         resolv_conf: str, hosts: str, hostname: str) -> str:
-    """The fork server's way: pinned namespaces, wired by rtnetlink. Returns the pin directory."""
-    directory = pin_dir(node_netns)
-    pins = {"net": netns_path(netns), "uts": os.path.join(directory, f"{netns}.uts"),
-            "mnt": os.path.join(directory, f"{netns}.mnt")}
+                         resolv_conf: str, hosts: str, hostname: str) -> None:
+    """The fork server's way: pinned namespaces, wired by rtnetlink."""
+    pins = {kind: ns_pin_path(netns, kind) for kind in ("net", "uts", "mnt")}
     etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
-    await server.sandbox(netns, pins, directory, etc, hostname)
+    await server.sandbox(netns, pins, pin_dir(node_netns), etc, hostname)
     wire_pod_network(node_netns, netns, veth, ip, gateway)
-    return directory
 
 
 def ip_wiring(netns: str, veth: str, ip: str, gateway: str) -> tuple[list[str], list[str]]:
@@ -259,11 +257,9 @@ async def create_sandbox(
         # A previous attempt died half-way; start clean.
         await destroy_sandbox_netns(node_netns, netns)
     pause_pid = None
-    pins = ""
     if fork_server is not None and fork_server.alive and os.path.ismount(pin_dir(node_netns)):
         try:
-            pins = await _create_pinned(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts,
-                                        hostname)
+            await _create_pinned(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts, hostname)
             pause_pid = 0
         except (ForkServerError, SpawnFailed, OSError) as exc:
             log.warning("sandbox %s through the fork server failed (%s); using ip", netns, exc)
@@ -284,7 +280,7 @@ async def create_sandbox(
     sb = Sandbox(
         netns=netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
         ip=ip, gateway=gateway, hostname=hostname, host_veth=veth, pause_pid=pause_pid,
-        created_at=time.time(), pin_dir=pins,
+        created_at=time.time(), pinned=pause_pid == 0,
     )
     elapsed = time.monotonic() - started
     if elapsed > 1.0:

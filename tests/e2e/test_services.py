@@ -279,7 +279,7 @@ def test_load_balancer_survives_loss_of_its_node(cluster):
     carrier = wait_for(lambda: lb_route_via(ip), 5)
     cfg = cluster.cfg
     index = next(i for i in range(cfg.nodes) if cfg.node_ip(i) == carrier)
-    pid = int((cluster.home / cluster.name / f"{cfg.node_name(index)}.pid").read_text())
+    pid = cluster.agent_pid(cfg.node_name(index))
     os.killpg(pid, signal.SIGSTOP)
     try:
         wait_for(lambda: lb_route_via(ip) not in (None, carrier), 15, 0.1)
@@ -288,4 +288,4 @@ def test_load_balancer_survives_loss_of_its_node(cluster):
         assert "Hostname: backend-deployment-" in r.stdout
     finally:
         os.killpg(pid, signal.SIGCONT)
-    wait_for(lambda: re.search(rf"^{cfg.node_name(index)}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
+    cluster.wait_node(cfg.node_name(index), "Ready")

@@ -228,28 +228,23 @@ def test_drain_evicts_and_pods_move(cluster):
 
 
 def test_stopped_agent_turns_node_not_ready(cluster):
-    k = cluster.kubectl
-    cfg = cluster.cfg
-    node = cfg.node_name(2)
-    pid = int((cluster.home / cluster.name / f"{node}.pid").read_text())
+    node = cluster.cfg.node_name(2)
+    pid = cluster.agent_pid(node)
     os.killpg(pid, signal.SIGSTOP)
     try:
-        wait_for(lambda: re.search(rf"^{node}\s+NotReady", k("get", "nodes"), re.M), 15, 0.2)
+        cluster.wait_node(node, "NotReady")
     finally:
         os.killpg(pid, signal.SIGCONT)
-    wait_for(lambda: re.search(rf"^{node}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
+    cluster.wait_node(node, "Ready")
 
 
 def test_up_restarts_a_dead_node_agent(cluster):
-    k = cluster.kubectl
-    cfg = cluster.cfg
-    node = cfg.node_name(1)
-    pid = int((cluster.home / cluster.name / f"{node}.pid").read_text())
-    os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: re.search(rf"^{node}\s+NotReady", k("get", "nodes"), re.M), 15, 0.2)
+    node = cluster.cfg.node_name(1)
+    os.killpg(cluster.agent_pid(node), signal.SIGKILL)
+    cluster.wait_node(node, "NotReady")
     out = cluster.skiff("up", "--name", cluster.name).stdout
     assert f"Restarted the node agent of {node}" in out
-    wait_for(lambda: re.search(rf"^{node}\s+Ready", k("get", "nodes"), re.M), 15, 0.2)
+    cluster.wait_node(node, "Ready")
     _my_app(cluster)  # its pods run again
 
 

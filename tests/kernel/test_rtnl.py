@@ -75,6 +75,18 @@ def open_netns_fd(stack: ExitStack, netns: str) -> int:
     return fd
 
 
+def veth_pair(make_netns, closing: ExitStack, veth: str) -> tuple[str, str, int, Rtnl, Rtnl]:
+    """Two scratch namespaces joined by veth `veth` <-> eth0 (up on the far side): (near namespace,
+    far namespace, far side's namespace fd, Rtnl of the near side, Rtnl of the far side)."""
+    node, pod = make_netns(), make_netns()
+    pod_fd = open_netns_fd(closing, pod)
+    a = closing.enter_context(Rtnl.in_netns(node))
+    b = closing.enter_context(Rtnl.in_netns_fd(pod_fd, pod))
+    a.add_veth(veth, "eth0", pod_fd)
+    b.set_up("eth0")
+    return node, pod, pod_fd, a, b
+
+
 def pod_network_ip(node_ns: str, pod_ns: str, veth: str, ip: str, gateway: str) -> None:
     """The same with `ip`: the lines create_sandbox runs when it has no fork server."""
     node_lines, pod_lines = ip_wiring(pod_ns, veth, ip, gateway)
@@ -107,13 +119,7 @@ def visible_state(netns: str) -> dict:
 
 
 def test_veth_across_namespaces_addresses_and_routes_show_as_ip_made_them(make_netns, closing):
-    node, pod = make_netns(), make_netns()
-    pod_fd = open_netns_fd(closing, pod)
-    a = closing.enter_context(Rtnl.in_netns(node))
-    b = closing.enter_context(Rtnl.in_netns_fd(pod_fd, pod))
-
-    a.add_veth("vethT0", "eth0", pod_fd)
-    b.set_up("eth0")
+    node, pod, pod_fd, a, b = veth_pair(make_netns, closing, "vethT0")
     wait_for_carrier(pod, "eth0")
     node_link = ip_json(node, "-d", "link", "show", "vethT0")[0]
     pod_link = ip_json(pod, "-d", "link", "show", "eth0")[0]
@@ -200,12 +206,7 @@ def test_tcp_from_pod_to_node_through_the_veth(make_netns, closing):
 
 
 def test_errors_name_the_operation_and_carry_the_errno(make_netns, closing):
-    node, pod = make_netns(), make_netns()
-    pod_fd = open_netns_fd(closing, pod)
-    a = closing.enter_context(Rtnl.in_netns(node))
-    b = closing.enter_context(Rtnl.in_netns_fd(pod_fd, pod))
-    a.add_veth("vethE0", "eth0", pod_fd)
-    b.set_up("eth0")
+    node, pod, pod_fd, a, b = veth_pair(make_netns, closing, "vethE0")
     b.add_address("eth0", f"{POD_IP}/32")
 
     with pytest.raises(RtnlError) as info:

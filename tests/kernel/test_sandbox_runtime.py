@@ -120,7 +120,7 @@ async def new_sandbox(cfg, node: int, name: str, uid: str, fork_server: ForkServ
                               fork_server=fork_server)
     if fork_server:
         # Pinned namespaces, no holder process (as CRI-O without infra containers).
-        assert sb.pause_pid == 0 and sb.pin_dir and sb.is_alive()
+        assert sb.pause_pid == 0 and sb.pinned and sb.is_alive()
         assert not netns_pids([sb.netns])[sb.netns]
     else:
         # The `ip netns exec` chain's `sleep` holds them.

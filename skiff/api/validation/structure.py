@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import calendar
+import functools
 import json
 import re
 from typing import Any
@@ -451,21 +452,10 @@ def _base64_error(text: str) -> str | None:
     return f"illegal base64 data at input byte {len(data) - len(data) % 4 if len(data) % 4 else len(data)}"
 
 
-_TIME_ERRORS: dict[tuple[str, bool], str | None] = {}
-
-
+@functools.lru_cache(maxsize=4096)
 def _time_error(value: str, micro: bool) -> str | None:
     """go_time_parse_error, remembered: an object carries the same few timestamps write after write."""
-    key = (value, micro)
-    try:
-        return _TIME_ERRORS[key]
-    except KeyError:
-        pass
-    err = go_time_parse_error(value, micro)
-    if len(_TIME_ERRORS) >= 4096:
-        _TIME_ERRORS.clear()
-    _TIME_ERRORS[key] = err
-    return err
+    return go_time_parse_error(value, micro)
 
 
 RFC3339 = "2006-01-02T15:04:05Z07:00"
