@@ -2,7 +2,7 @@
 LoadBalancer IP as a fraction of the same load sent straight to a pod, and network programming
 latency (Service POST -> first TCP connection to its ClusterIP from a pod).
 
-Run as root: .venv/bin/python bench/service_traffic.py [--duration 3] [--rounds 3] [--services 20]
+Run as root: .venv/bin/python bench/service_traffic.py [--duration 2] [--rounds 5] [--services 20]
 
 - Load: wrk (-t2 -c20 by default, bounded duration). The ratios that the target applies to compare
   the same backend process reached two ways: one hello-app pod ("solo", on a worker node) behind
@@ -18,7 +18,8 @@ Run as root: .venv/bin/python bench/service_traffic.py [--duration 3] [--rounds 
   2-core machine (more user CPU per request: fewer requests per wakeup, more context switches),
   which is not the proxy's; the bench prints user/system/softirq CPU per request to show it.
 - Targets run in interleaved rounds and the median round per target is reported, so other load
-  on the machine hits all targets alike.
+  on the machine hits all targets alike. A ratio is the median of per-round ratios (target vs the
+  baseline of the same round), which cancels the machine's drift between rounds.
 - Programming latency: a small connect loop runs in the client pod's netns; the bench POSTs a
   ClusterIP Service selecting the ready pods and times until that loop's first successful connect.
 - Then bench/proxy_sync.py (5,000 Services, one endpoint change) runs as its own process, after
@@ -147,14 +148,23 @@ def _cpu_ticks() -> dict[str, int]:
 
 
 def interleaved(targets: dict[str, dict], rounds: int, duration: float, **wrk_args) -> dict[str, dict]:
-    """Median-by-req/s run per target over `rounds` interleaved rounds, after a 1 s warm-up each."""
+    """Median-by-req/s run per target over `rounds` interleaved rounds, after a 1 s warm-up each; its
+    "per_round" holds every round's req/s in round order, for paired ratios (`paired_ratio`)."""
     for t in targets.values():
         wrk(duration=1, **t, **wrk_args)
     runs: dict[str, list[dict]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, t in targets.items():
             runs[name].append(wrk(duration=duration, **t, **wrk_args))
-    return {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for name, rs in runs.items()}
+    return {name: {**sorted(rs, key=lambda r: r["rps"])[len(rs) // 2], "per_round": [r["rps"] for r in rs]}
+            for name, rs in runs.items()}
+
+
+def paired_ratio(r: dict, base: dict) -> float:
+    """Median over rounds of (target req/s / baseline req/s in the same round). The machine's speed
+    drifts by 10-20% between rounds; a ratio taken within a round cancels that drift, which a ratio
+    of the two medians does not."""
+    return statistics.median(a / b for a, b in zip(r["per_round"], base["per_round"], strict=True))
 
 
 def wait_connectable(host: str, port: int, netns: str | None = None, timeout: float = 15) -> None:
@@ -244,7 +254,7 @@ async def programming_latency(cluster: Cluster, client_ns: str, n: int) -> list[
 
 
 def row(name: str, r: dict, base: dict | None) -> str:
-    ratio = f"{r['rps'] / base['rps']:8.2f}" if base else f"{'-':>8}"
+    ratio = f"{paired_ratio(r, base):8.2f}" if base else f"{'-':>8}"
     cpu = r["cpu_us"]
     return (f"{name:36} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['errors']:7d} {ratio}   "
             f"{cpu['user']:5.1f} {cpu['system']:6.1f} {cpu['softirq']:7.1f}")
@@ -252,8 +262,8 @@ def row(name: str, r: dict, base: dict | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=float, default=3, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=2, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--services", type=int, default=20, help="Services for the programming latency")
@@ -291,7 +301,8 @@ def main() -> None:
           f"client pod and NodePort node: {info['client_node']}; the one backend pod on {info['pod_node']}, "
           f"its LB address routed to node {info['solo_lb_node']}; 3 replicas on {', '.join(info['pod_nodes'])}")
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} interleaved rounds "
-          f"(median); ratio = req/s vs the baseline of the same client; CPU = machine-wide microseconds per request")
+          f"(median); ratio = median over rounds of req/s vs the same round's baseline of the same client; "
+          f"CPU = machine-wide microseconds per request")
     print(f"{'target':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>8}   "
           f"{'user':>5} {'system':>6} {'softirq':>7}")
     pod_base, host_base = res["pod IP, from a pod (baseline)"], res["pod IP, from the host (baseline)"]
@@ -299,7 +310,7 @@ def main() -> None:
     for name, r in res.items():
         base = None if "baseline" in name else pod_base if "from a pod" in name else host_base
         if base is not None:
-            ratios[name] = r["rps"] / base["rps"]
+            ratios[name] = paired_ratio(r, base)
         print(row(name, r, base))
     solo = [v for n, v in ratios.items() if not n.startswith("3 replicas") and "pod's node" not in n]
     print(f"target ratio >= 0.9 (one backend, Service vs pod IP): {'met' if min(solo) >= 0.9 else 'NOT met'} "
