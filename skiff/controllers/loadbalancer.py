@@ -121,13 +121,13 @@ async def run(ctx) -> None:
         if svc["spec"].get("externalTrafficPolicy") == "Local":
             candidates = preferred or candidates
         ips = [i for i in (node_ip(n) for n in candidates) if i]
+        preferred_ips = [i for i in (node_ip(n) for n in preferred) if i]
         # Keep the current node while it stays a candidate, so traffic does not move needlessly;
         # a Service that just got its first endpoints has no connections to keep.
         for ip in current_ips(svc):
-            if routes.get(ip) in ips and not (first_endpoints and routes[ip] not in
-                                              [node_ip(n) for n in preferred]):
+            if routes.get(ip) in ips and not (first_endpoints and routes[ip] not in preferred_ips):
                 return routes[ip]
-        best = [i for i in (node_ip(n) for n in preferred) if i] or ips
+        best = preferred_ips or ips
         return best[0] if best else None
 
     async def announce(ip: str, via: str | None) -> None:

@@ -83,7 +83,11 @@ class Sandbox:
     host_veth: str  # the veth end inside the node's namespace
     pause_pid: int  # the process holding the namespaces; 0 when they are pinned
     created_at: float = 0.0
-    pinned: bool = False  # no process holds the namespaces: bind mounts do (skiff.net.ns.ns_pin_path)
+
+    @property
+    def pinned(self) -> bool:
+        """No process holds the namespaces: bind mounts do (skiff.net.ns.ns_pin_path)."""
+        return self.pause_pid == 0
 
     @property
     def netns_path(self) -> str:
@@ -280,7 +284,7 @@ async def create_sandbox(
     sb = Sandbox(
         netns=netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
         ip=ip, gateway=gateway, hostname=hostname, host_veth=veth, pause_pid=pause_pid,
-        created_at=time.time(), pinned=pause_pid == 0,
+        created_at=time.time(),
     )
     elapsed = time.monotonic() - started
     if elapsed > 1.0:

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -486,47 +487,47 @@ async def _pod(client: Client, name: str) -> dict:
                                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}})
 
 
-def test_events_wait_while_busy_then_go_out_in_order(cp):
+def _with_pod(cp, name: str, body: Callable[[Client, dict, str], Awaitable[None]]) -> None:
+    """Run body(client, pod, uid) against a new pod `name`, with a client that is closed afterwards."""
     async def run() -> None:
         client = Client.for_state_dir(cp.state_dir)
         try:
-            pod = await _pod(client, "busy-then-quiet")
-            uid = pod["metadata"]["uid"]
-            busy = [True]
-            events = BackgroundEvents(EventRecorder(client, "test"), busy=lambda: busy[0], max_delay=30)
-            for reason in ("Pulled", "Created", "Started"):
-                events.record(pod, "Normal", reason, f"{reason} it")
-            await asyncio.sleep(0.3)
-            assert await _reasons(client, uid) == []  # held back while busy
-            busy[0] = False
-            deadline = time.monotonic() + 5
-            while await _reasons(client, uid) != ["Pulled", "Created", "Started"]:
-                assert time.monotonic() < deadline, await _reasons(client, uid)
-                await asyncio.sleep(0.02)
-            await events.drain(1)
+            pod = await _pod(client, name)
+            await body(client, pod, pod["metadata"]["uid"])
         finally:
             await client.close()
     asyncio.run(run())
+
+
+def test_events_wait_while_busy_then_go_out_in_order(cp):
+    async def body(client: Client, pod: dict, uid: str) -> None:
+        busy = [True]
+        events = BackgroundEvents(EventRecorder(client, "test"), busy=lambda: busy[0], max_delay=30)
+        for reason in ("Pulled", "Created", "Started"):
+            events.record(pod, "Normal", reason, f"{reason} it")
+        await asyncio.sleep(0.3)
+        assert await _reasons(client, uid) == []  # held back while busy
+        busy[0] = False
+        deadline = time.monotonic() + 5
+        while await _reasons(client, uid) != ["Pulled", "Created", "Started"]:
+            assert time.monotonic() < deadline, await _reasons(client, uid)
+            await asyncio.sleep(0.02)
+        await events.drain(1)
+    _with_pod(cp, "busy-then-quiet", body)
 
 
 def test_a_busy_component_delays_an_event_by_max_delay_at_most_and_drain_writes_the_rest(cp):
-    async def run() -> None:
-        client = Client.for_state_dir(cp.state_dir)
-        try:
-            pod = await _pod(client, "always-busy")
-            uid = pod["metadata"]["uid"]
-            events = BackgroundEvents(EventRecorder(client, "test"), busy=lambda: True, max_delay=0.3)
-            t0 = time.monotonic()
-            events.record(pod, "Normal", "Scheduled", "placed")
-            while await _reasons(client, uid) != ["Scheduled"]:
-                assert time.monotonic() - t0 < 3
-                await asyncio.sleep(0.02)
-            assert time.monotonic() - t0 >= 0.3
+    async def body(client: Client, pod: dict, uid: str) -> None:
+        events = BackgroundEvents(EventRecorder(client, "test"), busy=lambda: True, max_delay=0.3)
+        t0 = time.monotonic()
+        events.record(pod, "Normal", "Scheduled", "placed")
+        while await _reasons(client, uid) != ["Scheduled"]:
+            assert time.monotonic() - t0 < 3
+            await asyncio.sleep(0.02)
+        assert time.monotonic() - t0 >= 0.3
 
-            slow = BackgroundEvents(EventRecorder(client, "test"), busy=lambda: True, max_delay=60)
-            slow.record(pod, "Normal", "Killing", "stopping")
-            await slow.drain(2)  # does not wait for quiet
-            assert await _reasons(client, uid) == ["Scheduled", "Killing"]
-        finally:
-            await client.close()
-    asyncio.run(run())
+        slow = BackgroundEvents(EventRecorder(client, "test"), busy=lambda: True, max_delay=60)
+        slow.record(pod, "Normal", "Killing", "stopping")
+        await slow.drain(2)  # does not wait for quiet
+        assert await _reasons(client, uid) == ["Scheduled", "Killing"]
+    _with_pod(cp, "always-busy", body)
