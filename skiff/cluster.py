@@ -282,26 +282,56 @@ def _ready_nodes(cfg: ClusterConfig) -> int:
 
 def _stop_processes(cfg: ClusterConfig, grace: float = 3.0) -> None:
     """SIGTERM the node agents (they stop their pods) and the control plane together, then SIGKILL
-    whatever is still running after `grace` seconds."""
+    whatever is still running after `grace` seconds. Any other process still running for this
+    cluster's state directory (say a controller manager that a crash left behind) goes too."""
     state = cfg.state_dir
     pid_files = [state / f"{cfg.node_name(i)}.pid" for i in range(cfg.nodes)] + [state / "controlplane.pid"]
-    pids = [p for p in (_read_pid(f) for f in pid_files) if p and _pid_alive(p)]
-    for pid in pids:
+    groups = [p for p in (_read_pid(f) for f in pid_files) if p and _pid_alive(p)]
+    for pid in groups:
         try:
             os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError):
             pass
+    strays = [p for p in _processes_of(state) if p not in groups]
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    pids = groups + strays
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
         time.sleep(0.02)
-    for pid in pids:
+    for pid in groups:
         if _pid_alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+    for pid in [*strays, *_processes_of(state)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     for f in pid_files:
         f.unlink(missing_ok=True)
+
+
+def _processes_of(state: Path) -> list[int]:
+    """Live processes started with `--state-dir <state>`: every Skiff daemon of that cluster."""
+    want = b"\0--state-dir\0" + os.fsencode(state) + b"\0"
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = b"\0" + f.read()
+        except OSError:
+            continue
+        if want in cmdline and _pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def down(name: str, progress: Progress) -> bool:

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             from skiff import controlplane
 
             _tune_gc_for_daemon()
-            controlplane.controller_manager_main(args.state_dir)
+            return controlplane.controller_manager_main(args.state_dir)
         elif args.cmd == "node-agent":
             from skiff.node import agent
 

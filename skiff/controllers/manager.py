@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +55,15 @@ class Context:
 class Running:
     ctx: Context
     tasks: list[asyncio.Task]
+    crashed: list[str] = field(default_factory=list)
 
 
-async def start_all(cfg: ClusterConfig, state_dir: Path) -> Running:
+async def start_all(cfg: ClusterConfig, state_dir: Path, on_crash: Callable[[], None] | None = None) -> Running:
+    """Start every controller. A controller whose loop raises is recorded in `crashed` and
+    `on_crash` is called: the process is then meant to exit and be restarted whole."""
     client = Client.for_state_dir(state_dir, user_agent="skiff-controller-manager")
     ctx = Context(cfg, state_dir, client)
-    tasks = []
+    running = Running(ctx, [])
     for mod_name in CONTROLLERS:
         try:
             mod = importlib.import_module(mod_name)
@@ -68,17 +72,21 @@ async def start_all(cfg: ClusterConfig, state_dir: Path) -> Running:
                 log.warning("controller %s is not available", mod_name)
                 continue
             raise
-        tasks.append(asyncio.get_running_loop().create_task(_guard(mod_name, mod.run(ctx)), name=mod_name))
-    return Running(ctx, tasks)
+        running.tasks.append(asyncio.get_running_loop().create_task(
+            _guard(mod_name, mod.run(ctx), running, on_crash), name=mod_name))
+    return running
 
 
-async def _guard(name: str, coro) -> None:
+async def _guard(name: str, coro: Awaitable[None], running: Running, on_crash: Callable[[], None] | None) -> None:
     try:
         await coro
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("controller %s crashed", name)
+        log.exception("controller %s crashed; the controller manager exits to be restarted", name)
+        running.crashed.append(name)
+        if on_crash is not None:
+            on_crash()
 
 
 async def stop_all(running: Running) -> None:

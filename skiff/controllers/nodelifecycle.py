@@ -10,6 +10,8 @@ import copy
 import logging
 import time
 
+import aiohttp
+
 from skiff.api import meta
 from skiff.client.rest import ClientError
 from skiff.controllers.base import LEASES, NODES, PODS, EventRecorder
@@ -103,6 +105,8 @@ async def run(ctx) -> None:
                     not_ready_since.pop(name, None)
                     if ready.get("status") == "True":
                         await clear_taints(node)
-            except ClientError as e:
+            except (ClientError, aiohttp.ClientError, TimeoutError) as e:
+                # The next pass retries, as a work queue would: an API server that is restarting
+                # must not take the node controller down with it.
                 log.warning("node %s: %s", name, e)
         await asyncio.sleep(min(1.0, grace / 4))

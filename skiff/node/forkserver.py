@@ -62,6 +62,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
+from skiff.lifetime import die_with_parent
 from skiff.net.ns import MS_BIND, MS_RDONLY, MS_REC, MS_SLAVE, NETNS_DIR, detach, mount, unpin
 
 # Built-ins are `[sys.executable, "-m", "skiff.images", <program>, ...]` (skiff.images.registry).
@@ -78,7 +79,6 @@ MAX_MESSAGE = 1 << 20
 SPAWN_TIMEOUT = 10.0
 _NS_FLAGS = {"uts": 0x04000000, "net": 0x40000000, "mnt": 0x00020000}  # CLONE_NEWUTS/NET/NS
 _NS_ORDER = ("uts", "net", "mnt")  # mount last: it resets the root and working directory
-_PR_SET_PDEATHSIG = 1
 _PR_SET_MM, _PR_SET_MM_MAP = 35, 14
 
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,10 +113,6 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _set_pdeathsig(sig: int) -> None:
-    _check(_libc.prctl(_PR_SET_PDEATHSIG, sig, None, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
 def setns(fd: int, kind: str) -> None:
@@ -238,8 +234,7 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        _set_pdeathsig(signal.SIGKILL)
-        if os.getppid() != server_pid:  # the server died before the line above
+        if not die_with_parent(signal.SIGKILL, server_pid):
             os._exit(128 + signal.SIGKILL)
         os.setsid()
         for kind in _NS_ORDER:
@@ -482,8 +477,7 @@ def _make_sandbox(sock: socket.socket, req: dict, fds: list[int], own: dict[str,
 
 def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD) -> int:
     """The fork server's loop, until the agent closes the control socket; returns the exit status."""
-    _set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != parent_pid:
+    if not die_with_parent(signal.SIGKILL, parent_pid):
         return 1
     import importlib
 

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -258,6 +259,35 @@ def test_down_leaves_nothing():
     assert link_prefix(name) not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     procs = subprocess.run(["pgrep", "-af", name], capture_output=True, text=True).stdout
     assert name not in procs.replace("pgrep", ""), procs
+
+
+def _daemons(state, kind: str) -> list[int]:
+    """Live `skiff <kind>` processes of the cluster whose state directory is `state`."""
+    out = subprocess.run(["pgrep", "-f", f"skiff {kind} --state-dir {state}( |$)"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_a_killed_control_plane_leaves_no_controller_manager_and_down_removes_strays():
+    c = Cluster(nodes=1).up()
+    try:
+        state = c.home / c.name
+        [cm] = _daemons(state, "controller-manager")
+        os.kill(int((state / "controlplane.pid").read_text()), signal.SIGKILL)  # the API server only
+        # Its controller manager must not live on: `skiff up` would start a second one on the same
+        # port, and two would act on every object twice.
+        wait_for(lambda: not _daemons(state, "controller-manager"), 5)
+        out = c.skiff("up", "--name", c.name).stdout
+        assert "not running: cleaning up and restarting" in out
+        [new_cm] = _daemons(state, "controller-manager")
+        assert new_cm != cm
+        # Anything else still running for this cluster (here a stand-in for an orphan) goes with `down`.
+        stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--state-dir", str(state)],
+                                 start_new_session=True)
+        c.skiff("down", "--name", c.name)
+        assert stray.wait(5) == -signal.SIGTERM
+        assert not _daemons(state, "(controlplane|controller-manager|node-agent)")
+    finally:
+        c.down()
 
 
 def test_clashing_ranges_are_refused_and_leave_nothing(cluster):

@@ -103,3 +103,20 @@ def test_load_balancer_pool_parsing():
     assert loadbalancer.parse_pool("10.1.0.0/30") == ["10.1.0.1", "10.1.0.2"]
     assert loadbalancer.wants_lb({"spec": {"type": "LoadBalancer"}})
     assert not loadbalancer.wants_lb({"spec": {"type": "LoadBalancer", "loadBalancerClass": "other.io/lb"}})
+
+
+def test_a_crashed_controller_makes_the_controller_manager_exit_to_be_restarted():
+    import asyncio
+
+    from skiff.controllers import manager
+
+    async def crash() -> None:
+        raise KeyError("boom")
+
+    async def main() -> tuple[list[str], bool]:
+        running = manager.Running(ctx=None, tasks=[])  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        await manager._guard("skiff.controllers.example", crash(), running, stop.set)
+        return running.crashed, stop.is_set()
+
+    assert asyncio.run(main()) == (["skiff.controllers.example"], True)

@@ -1,0 +1,24 @@
+"""Processes that must not outlive their parent: the kernel's parent-death signal.
+
+A child started by a Skiff process (the controller manager under the control plane, the fork
+server under a node agent, a container under the fork server) asks the kernel to signal it when
+its parent dies, so a `kill -9` of the parent leaves no orphan acting on the cluster.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+
+
+def die_with_parent(sig: int, parent_pid: int) -> bool:
+    """Have the kernel send `sig` to this process when its parent exits. False if the parent is not
+    `parent_pid` any more: it died before the request was made, and no signal will come."""
+    if _libc.prctl(_PR_SET_PDEATHSIG, sig, None, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    return os.getppid() == parent_pid
