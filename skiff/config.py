@@ -14,6 +14,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$")
+# kube-apiserver refuses a larger IPv4 service range ("the mask must be >= 12").
+MIN_SERVICE_PREFIX = 12
+
+
+def pool_range(pool: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """The first and last address of a LoadBalancer pool, `a.b.c.d-e.f.g.h` or a CIDR (whose network
+    and broadcast addresses are left out). ValueError if it is neither."""
+    if "-" in pool:
+        lo, hi = (ipaddress.IPv4Address(p.strip()) for p in pool.split("-", 1))
+        if hi < lo:
+            raise ValueError(f"{pool}: the last address comes before the first")
+        return lo, hi
+    net = ipaddress.IPv4Network(pool.strip(), strict=False)
+    if net.num_addresses > 2:
+        return net[1], net[-2]
+    return net[0], net[-1]
+
+
+def pool_networks(pool: str) -> list[ipaddress.IPv4Network]:
+    return list(ipaddress.summarize_address_range(*pool_range(pool)))
 
 
 def skiff_home() -> Path:
@@ -78,6 +98,73 @@ class ClusterConfig:
     def in_cluster_server_url(self) -> str:
         """How node agents and system pods reach it: the host's address on the node network."""
         return f"https://{self.host_ip}:{self.api_port}"
+
+    # ---- validation --------------------------------------------------------------------
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, each naming the `skiff up` flag to change; empty if
+        nothing. Checked before anything is created, so a bad flag costs nothing."""
+        out: list[str] = []
+        nets: dict[str, ipaddress.IPv4Network] = {}
+        for flag, value in (("--node-cidr", self.node_cidr), ("--pod-cidr", self.pod_cidr),
+                            ("--service-cidr", self.service_cidr)):
+            try:
+                nets[flag] = ipaddress.IPv4Network(value)
+            except ValueError as e:
+                hint = " (host bits set: use the network address)" if "host bits" in str(e) else ""
+                out.append(f"{flag} {value}: not an IPv4 network in CIDR notation{hint}, e.g. "
+                           f"{getattr(ClusterConfig, flag[2:].replace('-', '_'))}")
+        if self.nodes < 1:
+            out.append("--nodes must be at least 1")
+        node, pod, svc = nets.get("--node-cidr"), nets.get("--pod-cidr"), nets.get("--service-cidr")
+        if node is not None and node.num_addresses - 3 < self.nodes:  # network, host, broadcast
+            out.append(f"--node-cidr {node} has room for {max(node.num_addresses - 3, 0)} nodes, not "
+                       f"{self.nodes}: use a larger range (a /24 holds 253)")
+        if pod is not None:
+            slots = 2 ** (24 - pod.prefixlen) if pod.prefixlen <= 24 else 0
+            if slots < self.nodes:
+                out.append(f"--pod-cidr {pod} has {slots} /24 range{'' if slots == 1 else 's'}, and each node needs one "
+                           f"for its pods: "
+                           f"use a /{max(24 - (self.nodes - 1).bit_length(), 8)} or larger for {self.nodes} nodes")
+        if svc is not None and svc.prefixlen < MIN_SERVICE_PREFIX:
+            out.append(f"--service-cidr {svc} is too large: the mask must be >= {MIN_SERVICE_PREFIX}")
+        elif svc is not None and svc.num_addresses < 16:
+            out.append(f"--service-cidr {svc} is too small: cluster DNS takes its 10th address; use a /28 or larger")
+        named = [(f, n) for f, n in nets.items()]
+        for i, (fa, a) in enumerate(named):
+            for fb, b in named[i + 1:]:
+                if a.overlaps(b):
+                    out.append(f"{fa} {a} and {fb} {b} overlap: give each its own range")
+        try:
+            first, last = pool_range(self.lb_pool)
+        except ValueError:
+            out.append(f"--lb-pool {self.lb_pool}: not an address range (first-last) or a CIDR, e.g. "
+                       f"{ClusterConfig.lb_pool}")
+        else:
+            pool = list(ipaddress.summarize_address_range(first, last))
+            for flag in ("--pod-cidr", "--service-cidr"):
+                if flag in nets and any(p.overlaps(nets[flag]) for p in pool):
+                    out.append(f"--lb-pool {self.lb_pool} overlaps {flag} {nets[flag]}: choose addresses outside it")
+            if node is not None and any(p.overlaps(node) for p in pool):
+                taken = {node.network_address, node.broadcast_address, ipaddress.IPv4Address(self.host_ip)}
+                taken |= {node[i + 2] for i in range(self.nodes) if i + 2 < node.num_addresses}
+                clash = sorted(a for a in taken if first <= a <= last)
+                if clash:
+                    out.append(f"--lb-pool {self.lb_pool} includes {clash[0]}, which the host or a node uses: "
+                               f"start the pool above {node[self.nodes + 1]}")
+        if self.node_grace_seconds <= 0:
+            out.append("--node-grace must be more than 0 seconds")
+        if self.dns_upstreams:
+            from skiff.dns.server import parse_upstream
+
+            for upstream in self.dns_upstreams:
+                try:
+                    host, port = parse_upstream(upstream)
+                    ipaddress.ip_address(host)
+                    if not 0 < port < 65536:
+                        raise ValueError(port)
+                except ValueError:
+                    out.append(f"--dns-upstream {upstream}: not IP[:PORT] (a resolver's address, not its name)")
+        return out
 
     # ---- persistence -------------------------------------------------------------------
     def save(self) -> None:

@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                               ("dns_upstreams", args.dns_upstream), ("node_grace_seconds", args.node_grace)):
                 if val is not None:
                     setattr(cfg, attr, val)
-            if args.nodes < 1:
-                raise cluster.ClusterError("--nodes must be at least 1")
+            problems = cfg.problems()
+            if problems:
+                raise cluster.ClusterError("; ".join(problems))
             cluster.up(cfg, _progress, wait=args.wait)
         elif args.cmd == "down":
             if not cluster.down(args.name, _progress):

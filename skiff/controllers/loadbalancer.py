@@ -19,6 +19,7 @@ import logging
 
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
+from skiff.config import pool_range
 from skiff.controllers.base import NODES, SERVICES, SLICES, EventRecorder, replace_status
 from skiff.net.names import host_link_name
 
@@ -28,11 +29,8 @@ LB_CLASS = "skiff.dev/lb"
 
 def parse_pool(pool: str) -> list[str]:
     """`a.b.c.d-e.f.g.h` or a CIDR -> addresses, in order."""
-    if "-" in pool:
-        lo, hi = (ipaddress.ip_address(p.strip()) for p in pool.split("-", 1))
-        return [str(ipaddress.ip_address(i)) for i in range(int(lo), int(hi) + 1)]
-    net = ipaddress.ip_network(pool.strip(), strict=False)
-    return [str(a) for a in (net.hosts() if net.num_addresses > 2 else net)]
+    first, last = pool_range(pool)
+    return [str(ipaddress.IPv4Address(i)) for i in range(int(first), int(last) + 1)]
 
 
 def wants_lb(svc: dict) -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from skiff.config import ClusterConfig
+from skiff.config import ClusterConfig, pool_networks
 from skiff.net import names
 
 # NodePort and LoadBalancer traffic to an endpoint on another node leaves through the interface
@@ -122,13 +122,16 @@ def overlapping_routes(cfg: ClusterConfig, routes: list[dict]) -> list[str]:
     """Existing host routes (``ip -j route`` objects) that collide with the cluster's ranges.
 
     Another cluster's unreachable service route is no conflict (the service range is virtual and
-    each cluster keeps its own route); anything else overlapping the node or pod range would make
-    the host send cluster traffic somewhere else.
+    each cluster keeps its own route); anything else overlapping the node or pod range, or a
+    LoadBalancer pool outside the node network, would make the host send cluster traffic somewhere
+    else (or take over another network's addresses, since each LB address gets a host route).
     """
+    node_net = ipaddress.ip_network(cfg.node_cidr)
     ranges = {
-        "node network": ipaddress.ip_network(cfg.node_cidr),
-        "pod network": ipaddress.ip_network(cfg.pod_cidr),
-        "service network": ipaddress.ip_network(cfg.service_cidr),
+        "node network": [node_net],
+        "pod network": [ipaddress.ip_network(cfg.pod_cidr)],
+        "service network": [ipaddress.ip_network(cfg.service_cidr)],
+        "LoadBalancer pool": [p for p in pool_networks(cfg.lb_pool) if not p.subnet_of(node_net)],
     }
     conflicts = []
     for route in routes:
@@ -139,11 +142,12 @@ def overlapping_routes(cfg: ClusterConfig, routes: list[dict]) -> list[str]:
             net = ipaddress.ip_network(dst, strict=False)
         except ValueError:
             continue
-        for what, rng in ranges.items():
-            if not net.overlaps(rng):
+        for what, nets in ranges.items():
+            if not any(net.overlaps(rng) for rng in nets):
                 continue
             if what == "service network" and route.get("type") == "unreachable":
                 continue
             where = f"dev {route['dev']}" if route.get("dev") else route.get("type", "")
+            rng = cfg.lb_pool if what == "LoadBalancer pool" else nets[0]
             conflicts.append(f"the {what} {rng} overlaps the existing route {dst} {where}".rstrip())
     return conflicts

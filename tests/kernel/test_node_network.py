@@ -118,6 +118,17 @@ def test_overlapping_routes_are_reported():
     ]
 
 
+def test_a_loadbalancer_pool_outside_the_node_network_must_not_take_routed_addresses():
+    # Another cluster's node network, and one of its LoadBalancer addresses (a host route via a node).
+    routes = [{"dst": "172.31.77.0/24", "dev": "skabc"}, {"dst": "172.31.90.210", "gateway": "172.31.77.4", "dev": "skabc"}]
+    inside = ClusterConfig(name="p", node_cidr="172.31.78.0/24", lb_pool="172.31.78.200-172.31.78.220")
+    assert overlapping_routes(inside, routes) == []
+    for pool in ("172.31.77.210-172.31.77.220", "172.31.90.208/29"):
+        c = ClusterConfig(name="p", node_cidr="172.31.78.0/24", lb_pool=pool)
+        assert len(overlapping_routes(c, routes)) == 1
+        assert overlapping_routes(c, routes)[0].startswith(f"the LoadBalancer pool {pool} overlaps the existing route")
+
+
 # ---- kernel -------------------------------------------------------------------------------------
 
 
