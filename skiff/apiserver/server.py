@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import ssl
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ log = logging.getLogger("skiff.apiserver")
 
 # Readable without credentials, as kube-apiserver's system:public-info-viewer role allows.
 _PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
+# Kubernetes 1.33 deprecated core/v1 Endpoints: every request for them carries this warning, which
+# kubectl prints as "Warning: ..." (watches excepted here: their headers are gone by then).
+ENDPOINTS_DEPRECATION = "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+_DEPRECATED_ENDPOINTS = re.compile(r"^/api/v1/(namespaces/[^/]+/)?endpoints(/|$)")
 
 
 class APIServer:
@@ -85,6 +90,9 @@ class APIServer:
         except Exception as e:  # an unexpected bug must still answer a Status, and be logged
             log.exception("internal error serving %s %s", request.method, request.path_qs)
             resp = bodies.status_response(errors.internal(str(e)))
+        if _DEPRECATED_ENDPOINTS.match(request.path) and not resp.prepared:
+            warning = f'299 - "{ENDPOINTS_DEPRECATION}"'
+            resp.headers["Warning"] = ", ".join(filter(None, (resp.headers.get("Warning"), warning)))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %s (%.1f ms)", request.method, request.path_qs, getattr(resp, "status", "?"),
                       (time.perf_counter() - start) * 1000)

@@ -8,6 +8,7 @@ conditions, node and per-pod resolved target ports, in slices of at most 100 end
 from __future__ import annotations
 
 import copy
+import ipaddress
 import logging
 
 from skiff.api import meta
@@ -19,6 +20,7 @@ log = logging.getLogger("skiff.controllers.endpointslice")
 MAX_PER_SLICE = 100
 MANAGED_BY = "endpointslice-controller.k8s.io"
 SERVICE_NAME = "kubernetes.io/service-name"
+HEADLESS = "service.kubernetes.io/headless"
 
 
 def selects(service: dict, pod: dict) -> bool:
@@ -100,16 +102,35 @@ def legacy_endpoints(service: dict, groups: dict[tuple, tuple[list[dict], list[d
                 addr["hostname"] = ep["hostname"]
             (ready if ep["conditions"]["ready"] else not_ready).append(addr)
         s: dict = {"ports": [{k: v for k, v in p.items() if v != "" or k != "name"} for p in ports]}
+        # Sorted by address as the endpoints controller leaves them, so `kubectl get ep` lists
+        # 10.244.0.6 before 10.244.1.5 whatever order the pods came in.
         if ready:
-            s["addresses"] = ready
+            s["addresses"] = sorted(ready, key=_address_order)
         if not_ready:
-            s["notReadyAddresses"] = not_ready
+            s["notReadyAddresses"] = sorted(not_ready, key=_address_order)
         subsets.append(s)
     md = service["metadata"]
-    labels = dict(md.get("labels") or {})
-    return {"apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": md["name"], "namespace": md["namespace"], "labels": labels},
-            "subsets": subsets}
+    body: dict = {"apiVersion": "v1", "kind": "Endpoints",
+                  "metadata": {"name": md["name"], "namespace": md["namespace"]}}
+    labels = service_labels(service)
+    if labels:
+        body["metadata"]["labels"] = labels
+    if subsets:
+        body["subsets"] = subsets
+    return body
+
+
+def _address_order(addr: dict) -> tuple:
+    return ipaddress.ip_address(addr["ip"]).packed, addr.get("targetRef", {}).get("uid", "")
+
+
+def service_labels(service: dict) -> dict:
+    """The labels the Endpoints and EndpointSlices of `service` carry besides their own: the
+    Service's, and the headless marker for a Service without a ClusterIP."""
+    labels = dict(service["metadata"].get("labels") or {})
+    if service.get("spec", {}).get("clusterIP") == "None":
+        labels[HEADLESS] = ""
+    return labels
 
 
 async def run(ctx) -> None:
@@ -157,8 +178,7 @@ async def run(ctx) -> None:
             for i in range(0, max(len(eps), 1), MAX_PER_SLICE):
                 wanted.append((ports, eps[i:i + MAX_PER_SLICE]))
         reuse = sorted(ours, key=lambda s: s["metadata"]["name"])
-        svc_labels = {k: v for k, v in (svc["metadata"].get("labels") or {}).items()}
-        labels = {**svc_labels, SERVICE_NAME: name, "endpointslice.kubernetes.io/managed-by": MANAGED_BY}
+        labels = {**service_labels(svc), SERVICE_NAME: name, "endpointslice.kubernetes.io/managed-by": MANAGED_BY}
         for ports, eps in wanted:
             body_spec = {"addressType": "IPv4", "endpoints": eps, "ports": ports}
             existing = reuse.pop(0) if reuse else None
@@ -187,11 +207,13 @@ async def run(ctx) -> None:
             except ClientError as e:
                 if e.code != 409:
                     raise
-        elif (cur.get("subsets") or []) != desired_ep["subsets"] or \
-                (cur["metadata"].get("labels") or {}) != desired_ep["metadata"]["labels"]:
+        elif (cur.get("subsets") or []) != desired_ep.get("subsets", []) or \
+                (cur["metadata"].get("labels") or {}) != desired_ep["metadata"].get("labels", {}):
             new = copy.deepcopy(cur)
-            new["subsets"] = desired_ep["subsets"]
-            new["metadata"]["labels"] = desired_ep["metadata"]["labels"]
+            new.pop("subsets", None)
+            new["metadata"].pop("labels", None)
+            new.update({k: v for k, v in desired_ep.items() if k == "subsets"})
+            new["metadata"].update({k: v for k, v in desired_ep["metadata"].items() if k == "labels"})
             await client.replace(ENDPOINTS, ns, name, new)
 
     async def _delete(info, ns, name) -> None:

@@ -71,6 +71,13 @@ def test_nodeport_on_every_node_spreads(cluster):
         if i == 0:
             assert len(set(names)) >= 2, names
 
+    # `kubectl get ep` lists the pods by address, with the warning Kubernetes 1.33 gives for v1 Endpoints.
+    ep = k.run("get", "ep", "teva-nodeport-service")
+    assert "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice" in ep.stderr
+    addrs = ep.stdout.splitlines()[1].split()[1].split(",")
+    ips = [tuple(int(o) for o in a.split(":")[0].split(".")) for a in addrs]
+    assert len(ips) == 3 and ips == sorted(ips), addrs
+
 
 def test_cluster_ip_from_pod_and_unreachable_from_host(cluster):
     k = cluster.kubectl
