@@ -98,7 +98,11 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: su
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def up(cfg: ClusterConfig, progress: Progress, wait: bool = False) -> ClusterConfig:
+def up(cfg: ClusterConfig, progress: Progress, wait: bool = False, given: dict[str, str] | None = None
+       ) -> ClusterConfig:
+    """Start cluster `cfg.name`, or restart it on its own database. `given` maps the flags the user
+    passed to ClusterConfig fields: an existing cluster keeps its settings, and says which flags
+    that overrode."""
     if not NAME_RE.match(cfg.name):
         raise ClusterError(f'invalid cluster name "{cfg.name}": use 1-12 lower case letters, digits or "-", '
                            f"starting and ending with a letter or digit")
@@ -107,6 +111,12 @@ def up(cfg: ClusterConfig, progress: Progress, wait: bool = False) -> ClusterCon
     state = cfg.state_dir
     if (state / "cluster.json").exists():
         existing = ClusterConfig.load(cfg.name)
+        ignored = [f"{flag} {_flag_value(getattr(cfg, attr))}" for flag, attr in (given or {}).items()
+                   if getattr(cfg, attr) != getattr(existing, attr)]
+        if ignored:
+            progress(f'Cluster "{cfg.name}" already exists with {existing.nodes} node(s), node network '
+                     f"{existing.node_cidr}, pod network {existing.pod_cidr}; ignoring {', '.join(ignored)} "
+                     f"(skiff down --name {cfg.name} first to change them)")
         if is_running(existing):
             restarted = _restart_dead_agents(existing)
             if restarted:
@@ -203,6 +213,10 @@ def _start_agent(cfg: ClusterConfig, index: int) -> None:
     argv = run_in_netns_argv(node_netns(cfg, index), [sys.executable, "-m", "skiff", "node-agent",
                                                       "--state-dir", str(state), "--node", str(index)])
     _spawn(argv, state / "logs" / f"{name}.log", state / f"{name}.pid")
+
+
+def _flag_value(value: object) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def _restart_dead_agents(cfg: ClusterConfig) -> list[str]:

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="start a cluster (returns once it is ready)")
     up.add_argument("--name", default="skiff")
-    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--nodes", type=int, default=None, help="how many nodes (default 3)")
     up.add_argument("--node-cidr", default=None)
     up.add_argument("--pod-cidr", default=None)
     up.add_argument("--service-cidr", default=None)
@@ -48,16 +48,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "up":
-            cfg = ClusterConfig(name=args.name, nodes=args.nodes)
-            for attr, val in (("node_cidr", args.node_cidr), ("pod_cidr", args.pod_cidr),
-                              ("service_cidr", args.service_cidr), ("lb_pool", args.lb_pool),
-                              ("dns_upstreams", args.dns_upstream), ("node_grace_seconds", args.node_grace)):
+            cfg = ClusterConfig(name=args.name)
+            given = {}
+            for flag, attr, val in (("--nodes", "nodes", args.nodes), ("--node-cidr", "node_cidr", args.node_cidr),
+                                    ("--pod-cidr", "pod_cidr", args.pod_cidr),
+                                    ("--service-cidr", "service_cidr", args.service_cidr),
+                                    ("--lb-pool", "lb_pool", args.lb_pool),
+                                    ("--dns-upstream", "dns_upstreams", args.dns_upstream),
+                                    ("--node-grace", "node_grace_seconds", args.node_grace)):
                 if val is not None:
                     setattr(cfg, attr, val)
+                    given[flag] = attr
             problems = cfg.problems()
             if problems:
                 raise cluster.ClusterError("; ".join(problems))
-            cluster.up(cfg, _progress, wait=args.wait)
+            cluster.up(cfg, _progress, wait=args.wait, given=given)
         elif args.cmd == "down":
             if not cluster.down(args.name, _progress):
                 print(f'No cluster "{args.name}" found; removed anything left of it.', file=sys.stderr)

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import uuid
 import warnings
 
@@ -61,14 +62,16 @@ class NodeAgent:
         """Create the Node, or bring an existing one (agent restart) up to date; retries until the
         API answers."""
         delay = 0.05
+        # The API server not answering yet is the normal start, not worth a warning; still not
+        # answering after this long is.
+        quiet_until = time.monotonic() + 10
         while True:
             try:
                 await self._register_once()
                 return
-            except (TimeoutError, ClientError, OSError) as e:
-                log.warning("registering node %s: %s", self.name, e)
-            except Exception as e:  # aiohttp connection errors
-                log.warning("registering node %s: %r", self.name, e)
+            except Exception as e:  # ClientError, TimeoutError, OSError and aiohttp's connection errors
+                level = logging.DEBUG if time.monotonic() < quiet_until else logging.WARNING
+                log.log(level, "registering node %s: %s", self.name, str(e) or repr(e))
             await asyncio.sleep(delay)
             # Agents start alongside the control plane: poll briskly, as that is seconds at most.
             delay = min(delay * 2, 0.2)

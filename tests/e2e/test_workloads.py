@@ -40,7 +40,10 @@ def pods_json(k, *args) -> list[dict]:
 def test_up_reports_progress_and_is_idempotent(cluster):
     assert "Control plane ready" in cluster.up_output and "3 nodes Ready" in cluster.up_output
     again = cluster.skiff("up", "--name", cluster.name)
-    assert "already running" in again.stdout
+    assert "already running" in again.stdout and "ignoring" not in again.stdout
+    # A running cluster keeps its shape; a flag that would change it is named, not silently dropped.
+    again = cluster.skiff("up", "--name", cluster.name, "--nodes", "5")
+    assert "ignoring --nodes 5 (skiff down --name" in again.stdout and "already running" in again.stdout
     assert cluster.name in cluster.skiff("list").stdout
     kc = cluster.skiff("kubeconfig", "--name", cluster.name).stdout
     assert "certificate-authority-data" in kc and "token" in kc
