@@ -162,6 +162,8 @@ def make_selection(info: ResourceInfo, label_selector: str | None, field_selecto
                      selectors.parse_field_selector(field_selector, supported))
 
 
+UNDELETABLE_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
+
 # Hooks the API server wires in: admission steps that need state beyond one object.
 AdmitFn = Callable[[ResourceInfo, dict, dict | None, bool], Awaitable[Callable[[], None] | None]]
 ReleaseFn = Callable[[ResourceInfo, dict], Awaitable[None]]
@@ -229,16 +231,17 @@ class Registry:
         return items, str(rev), token
 
     # ---- writes --------------------------------------------------------------------------
-    async def _require_namespace(self, info: ResourceInfo, namespace: str | None, creating: bool) -> None:
+    async def _require_namespace(self, info: ResourceInfo, namespace: str | None, creating: bool,
+                                 name: str = "") -> None:
         if not info.namespaced or namespace is None:
             return
         kv = await self.store.get(NAMESPACES.storage_key(None, namespace))
         if kv is None:
             raise errors.not_found(NAMESPACES, namespace)
         if creating and json.loads(kv.value)["metadata"].get("deletionTimestamp"):
-            raise APIError(403, "Forbidden", f"{info.plural} \"{{name}}\" is forbidden: unable to create new "
+            raise APIError(403, "Forbidden", f"{info.plural} \"{name}\" is forbidden: unable to create new "
                            f"content in namespace {namespace} because it is being terminated",
-                           {"name": "", "group": info.group, "kind": info.plural,
+                           {"name": name, "group": info.group, "kind": info.plural,
                             "causes": [{"reason": "NamespaceTerminating",
                                         "message": f"namespace {namespace} is being terminated",
                                         "field": "metadata.namespace"}]})
@@ -257,7 +260,7 @@ class Registry:
             md.pop("namespace", None)
         if not md.get("name") and md.get("generateName"):
             md["name"] = md["generateName"] + meta.random_suffix()
-        await self._require_namespace(info, namespace, creating=True)
+        await self._require_namespace(info, namespace, creating=True, name=md.get("name", ""))
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             md.pop(f, None)
         md["uid"] = meta.new_uid()
@@ -391,6 +394,10 @@ class Registry:
                      *, dry_run: bool = False) -> tuple[dict, bool]:
         """Returns (object, gone). gone=False means deletion started (finalizers or graceful pods)."""
         options = options or {}
+        if info.kind == "Namespace" and name in UNDELETABLE_NAMESPACES:
+            # As kube-apiserver's NamespaceLifecycle admission: the cluster itself lives in these.
+            raise APIError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                           {"name": name, "kind": "namespaces"})
         key = info.storage_key(namespace, name)
         for _attempt in range(8):
             kv = await self.store.get(key)

@@ -108,4 +108,10 @@ def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError
         errs += workloads.validate_replicaset(obj, old)
     elif kind == "Ingress":
         errs += networking.validate_ingress(obj, old)
+    elif kind == "EndpointSlice":
+        errs += networking.validate_endpointslice(obj, old)
+    elif info.group == "" and kind == "ConfigMap":
+        errs += networking.validate_configmap(obj, old)
+    elif info.group == "" and kind == "Secret":
+        errs += networking.validate_secret(obj, old)
     return errs

@@ -319,6 +319,26 @@ def test_namespace_deletion_removes_its_content(kubectl):
     assert kubectl.run("get", "namespace", name, check=False).returncode == 1
 
 
+def test_the_cluster_s_own_namespaces_may_not_be_deleted_and_a_terminating_one_takes_nothing_new(kubectl):
+    for name in ("default", "kube-system", "kube-public"):
+        r = kubectl.run("delete", "namespace", name, check=False)
+        assert r.returncode == 1
+        assert f'Error from server (Forbidden): namespaces "{name}" is forbidden: this namespace may not be deleted' \
+            in r.stderr
+    assert "kubernetes" in kubectl("get", "svc", "-n", "default", "-o", "name")
+    name = unique_name("ending")
+    kubectl("create", "namespace", name)
+    kubectl("apply", "-n", name, "-f", "-", input=json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}))
+    kubectl("delete", "namespace", name, "--wait=false")
+    try:
+        r = kubectl.run("create", "configmap", "late", "-n", name, check=False)
+        assert f'configmaps "late" is forbidden: unable to create new content in namespace {name} because it is ' \
+               f"being terminated" in r.stderr
+    finally:
+        kubectl("patch", "configmap", "held", "-n", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+
+
 def test_garbage_collection_follows_owner_references(kubectl, ns):
     kubectl("create", "deployment", "owner", "--image=nginx", "--replicas=2", "-n", ns)
     deadline = time.monotonic() + 10

@@ -315,8 +315,27 @@ def test_pod_container_checks():
     assert msgs(validate_pod(p)) == [
         "spec.containers[0].image: Required value",
         'spec.containers[1].name: Duplicate value: "a"',
-        "spec.containers[1].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "spec.containers[1].ports[0].containerPort: Required value",
     ]
+    p = pod([{"name": "a", "image": " x", "ports": [{"containerPort": 70000}], "env": [{"name": "A=B", "value": "1"}]}])
+    assert msgs(validate_pod(p)) == [
+        'spec.containers[0].image: Invalid value: " x": must not have leading or trailing whitespace',
+        "spec.containers[0].ports[0].containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive",
+        "spec.containers[0].env[0].name: Invalid value: \"A=B\": a valid environment variable name must consist "
+        "only of printable ASCII characters other than '='",
+    ]
+
+
+def test_a_template_needs_an_image_too_but_may_pad_it():
+    def deploy(image: str) -> dict:
+        d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
+             "spec": {"selector": {"matchLabels": {"a": "b"}},
+                      "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": image}]}}}}
+        apply_defaults(d)
+        return d
+
+    assert msgs(validate_deployment(deploy(""))) == ["spec.template.spec.containers[0].image: Required value"]
+    assert msgs(validate_deployment(deploy(" "))) == []
 
 
 def test_pod_update_only_image():
@@ -379,6 +398,24 @@ def test_endpointslice_and_configmap():
     es = {"addressType": "IPv4", "endpoints": [{"addresses": ["10.244.0.5"]}, {"addresses": []}],
           "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
     assert msgs(validate_endpointslice(es)) == ["endpoints[1].addresses: Required value: must contain at least 1 address"]
+    es = {"addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"]}, {"addresses": ["0.0.0.0"]},
+                                               {"addresses": ["169.254.1.1"], "nodeName": "Bad Node"},
+                                               {"addresses": ["10.0.0.300"]}],
+          "ports": [{"name": "HTTP", "port": 80, "protocol": "tcp"}]}
+    assert msgs(validate_endpointslice(es)) == [
+        'endpoints[0].addresses[0]: Invalid value: "127.0.0.1": may not be in the loopback range (127.0.0.0/8, ::1/128)',
+        'endpoints[1].addresses[0]: Invalid value: "0.0.0.0": may not be unspecified (0.0.0.0)',
+        'endpoints[2].addresses[0]: Invalid value: "169.254.1.1": may not be in the link-local range '
+        '(169.254.0.0/16, fe80::/10)',
+        'endpoints[2].nodeName: Invalid value: "Bad Node": a lowercase RFC 1123 subdomain must consist of lower case '
+        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        'endpoints[3].addresses[0]: Invalid value: "10.0.0.300": must be a valid IPv4 address',
+        'ports[0].name: Invalid value: "HTTP": a lowercase RFC 1123 label must consist of lower case alphanumeric '
+        "characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+        "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        'ports[0].protocol: Unsupported value: "tcp": supported values: "SCTP", "TCP", "UDP"',
+    ]
     cm = {"data": {"ok.key": "v", "bad key": "v"}}
     assert msgs(validate_configmap(cm)) == [
         "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, "

@@ -7,6 +7,7 @@ Messages and paths follow KK `pkg/apis/networking/validation/validation.go`,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -149,6 +150,22 @@ def validate_ingress(ing: dict, old: dict | None = None) -> list[FieldError]:
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 
 
+def special_ip_errors(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[str]:
+    """Addresses no endpoint can have: traffic to them would never leave the node that sends it."""
+    if ip.is_unspecified:
+        return [f"may not be unspecified ({ip})"]
+    if ip.is_loopback:
+        return ["may not be in the loopback range (127.0.0.0/8, ::1/128)"]
+    if ip in _LINK_LOCAL_MULTICAST_V4 if ip.version == 4 else ip.is_multicast and ip.packed[1] & 0x0F == 2:
+        return ["may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)"]
+    if ip.is_link_local:
+        return ["may not be in the link-local range (169.254.0.0/16, fe80::/10)"]
+    return []
+
+
+_LINK_LOCAL_MULTICAST_V4 = ipaddress.ip_network("224.0.0.0/24")
+
+
 def validate_endpointslice(es: dict, old: dict | None = None) -> list[FieldError]:
     errs: list[FieldError] = []
     address_type = es.get("addressType") or ""
@@ -176,9 +193,14 @@ def validate_endpointslice(es: dict, old: dict | None = None) -> list[FieldError
                 errs.append(invalid(f"{path}[{j}]", addr, "must be a valid IPv6 address"))
             elif address_type == "FQDN":
                 errs += [invalid(f"{path}[{j}]", addr, m) for m in dns1123_subdomain_errors(str(addr))]
+            elif ip is not None:
+                errs += [invalid(f"{path}[{j}]", addr, m) for m in special_ip_errors(ip)]
         hostname = ep.get("hostname")
         if hostname:
             errs += [invalid(f"endpoints[{i}].hostname", hostname, m) for m in dns1123_label_errors(hostname)]
+        node_name = ep.get("nodeName")
+        if node_name:
+            errs += [invalid(f"endpoints[{i}].nodeName", node_name, m) for m in dns1123_subdomain_errors(node_name)]
     ports = _l(es.get("ports"))
     if len(ports) > 20000:
         errs.append(FieldError("TooMany", "ports", len(ports), "must have at most 20000 items"))

@@ -108,7 +108,10 @@ def _validate_container_ports(ports: list[dict], path: str) -> list[FieldError]:
                     errs.append(duplicate(f"{p}.name", name))
                 names.add(name)
         cport = port.get("containerPort", 0)
-        errs += [invalid(f"{p}.containerPort", cport, m) for m in port_num_errors(cport)]
+        if not cport:
+            errs.append(required(f"{p}.containerPort"))
+        else:
+            errs += [invalid(f"{p}.containerPort", cport, m) for m in port_num_errors(cport)]
         if port.get("hostPort"):
             errs += [invalid(f"{p}.hostPort", port["hostPort"], m) for m in port_num_errors(port["hostPort"])]
         protocol = port.get("protocol") or ""
@@ -151,10 +154,11 @@ def _validate_containers(containers: list[dict], path: str, names: set[str], is_
                 errs.append(duplicate(f"{p}.name", name))
             names.add(name)
         image = c.get("image") or ""
-        # Templates may leave the image empty for higher-level tools to fill in; Pods may not.
-        if is_pod and not image:
+        # Every container needs an image; only a Pod's may not have surrounding whitespace (some
+        # tools put a placeholder " " in templates, which Kubernetes keeps accepting).
+        if not image:
             errs.append(required(f"{p}.image"))
-        elif image != image.strip():
+        elif is_pod and image != image.strip():
             errs.append(invalid(f"{p}.image", image, "must not have leading or trailing whitespace"))
         policy = c.get("imagePullPolicy") or ""
         if not policy:
@@ -165,8 +169,12 @@ def _validate_containers(containers: list[dict], path: str, names: set[str], is_
         for probe, liveness_like in (("livenessProbe", True), ("readinessProbe", False), ("startupProbe", True)):
             errs += _validate_probe(c.get(probe), f"{p}.{probe}", liveness_like)
         for j, env in enumerate(_l(c.get("env"))):
-            if not env.get("name"):
+            env_name = env.get("name") or ""
+            if not env_name:
                 errs.append(required(f"{p}.env[{j}].name"))
+            elif "=" in env_name or not all(" " <= ch <= "~" for ch in env_name):
+                errs.append(invalid(f"{p}.env[{j}].name", env_name, "a valid environment variable name must "
+                                    "consist only of printable ASCII characters other than '='"))
     return errs
 
 
