@@ -86,6 +86,10 @@ def test_cluster_ip_from_pod_and_unreachable_from_host(cluster):
     pod = ready_pods(k, "app=my-app")[0]["metadata"]["name"]
     out = k("exec", pod, "--", "curl", "-s", "--max-time", "3", f"http://{ip}:8080/hostname")
     assert out.startswith("backend-"), out
+    # The README's way, which works on any cluster: a throwaway curl pod, by the Service's DNS name.
+    r = k.run("run", "curl", "--rm", "-i", "--restart=Never", "--image=curlimages/curl", "--",
+              "-s", "--max-time", "3", "http://backend-service:8080/hostname")
+    assert r.stdout.startswith("backend-") and 'pod "curl" deleted' in r.stdout, (r.stdout, r.stderr)
     route = subprocess.run(["ip", "route", "get", ip], capture_output=True, text=True)
     assert route.returncode != 0 or "unreachable" in route.stdout, route.stdout
     assert "unreachable" in (route.stdout + route.stderr) or "No route to host" in route.stderr
