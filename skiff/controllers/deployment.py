@@ -4,40 +4,184 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
+from dataclasses import dataclass
 
 from skiff.api import meta
+from skiff.api.protobuf_schema import MESSAGES
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
 from skiff.controllers.base import DEPLOYMENTS, PODS, REPLICASETS, EventRecorder, replace_status, split_key
+from skiff.node.envvars import EnvError, parse_quantity
 
 log = logging.getLogger("skiff.controllers.deployment")
 REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 HASH_LABEL = "pod-template-hash"
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
+# Deployment annotations that are the controller's or kubectl's bookkeeping, never copied to a
+# ReplicaSet (kubectl rollout undo skips the same set when it copies them back).
+SKIP_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY,
+                              DESIRED_REPLICAS, MAX_REPLICAS, "deprecated.deployment.rollback.to"})
+# Upstream caps revision-history so that a ReplicaSet rolled back to many times keeps a bounded annotation.
+MAX_REVISION_HISTORY_CHARS = 2000
+
+
+# ---- template equality -------------------------------------------------------------------------
+#
+# Upstream compares templates as decoded Go structs, so JSON spellings that decode to the same struct
+# are equal: `"creationTimestamp": null` (what kubectl prints for every template, and sends back in
+# `rollout undo`) and no creationTimestamp at all; `"resources": {}` and no resources; `[]`/`{}` and an
+# absent list or map; `"hostNetwork": false` and no hostNetwork. A Go pointer keeps an explicit zero
+# (`automountServiceAccountToken: false` is not the same as unset), and Quantities compare by value.
+# The field layout (pointer, omitempty, inline) comes from the protobuf schema, which records it.
+
+@dataclass(frozen=True)
+class _Field:
+    type: str
+    repeated: bool
+    pointer: bool
+
+
+@functools.cache
+def _json_fields(message: str) -> dict[str, _Field]:
+    out: dict[str, _Field] = {}
+    for item in MESSAGES[message].split(","):
+        _num, name, typ, flags = item.split(" ")
+        if "i" in flags:
+            out.update(_json_fields(typ))  # an inline struct's fields sit in its parent's JSON object
+        else:
+            out[name] = _Field(typ, "r" in flags, "p" in flags)
+    return out
+
+
+_ABSENT = object()
+
+
+def _is_zero(v: object) -> bool:
+    if isinstance(v, bool):
+        return v is False
+    if isinstance(v, (int, float)):
+        return v == 0
+    return v == "" or v == {}
+
+
+def _plain(v: object) -> object:
+    """A value the schema does not describe: only nulls can be dropped without knowing the Go type."""
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _canon_value(typ: str, v: object) -> object:
+    if typ in MESSAGES and isinstance(v, dict):
+        return _canon_message(typ, v)
+    if typ == "resource.Quantity" and isinstance(v, (str, int, float)):
+        try:
+            return str(parse_quantity(v).normalize())
+        except EnvError:
+            return v
+    return _plain(v)
+
+
+def _canon_field(f: _Field, v: object) -> object:
+    if v is None:
+        return _ABSENT
+    if f.repeated:
+        if not isinstance(v, list):
+            return _plain(v)
+        return [_canon_value(f.type, x) for x in v] if v else _ABSENT
+    if f.type.startswith("map:"):
+        if not isinstance(v, dict):
+            return _plain(v)
+        value_type = f.type.split(":", 2)[2]
+        return {k: _canon_value(value_type, x) for k, x in v.items()} if v else _ABSENT
+    out = _canon_value(f.type, v)
+    if not f.pointer and _is_zero(out):
+        return _ABSENT
+    return out
+
+
+def _canon_message(message: str, obj: dict) -> dict:
+    fields = _json_fields(message)
+    out = {}
+    for key, v in obj.items():
+        f = fields.get(key)
+        c = _plain(v) if f is None else _canon_field(f, v)
+        if c is not _ABSENT and c is not None:
+            out[key] = c
+    return out
+
+
+def semantic_template(template: dict) -> dict:
+    """The pod template as the fields it means, without the pod-template-hash label: two templates
+    are the same to the controller exactly when these are equal."""
+    t = dict(template or {})
+    labels = (t.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict) and HASH_LABEL in labels:
+        t["metadata"] = {**t["metadata"], "labels": {k: v for k, v in labels.items() if k != HASH_LABEL}}
+    return _canon_message("core.v1.PodTemplateSpec", t)
 
 
 def template_hash(template: dict, collision_count: int = 0) -> str:
-    """A short, stable name suffix from the pod template, in the same alphabet kube uses."""
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    """A short, stable name suffix from the pod template, in the same alphabet kube uses. Computed on
+    the semantic form, so a template and its null-vs-absent respelling get one name."""
+    data = json.dumps(semantic_template(template), sort_keys=True, separators=(",", ":")).encode()
     h = 0x811C9DC5
     for b in data + str(collision_count).encode():
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
     return "".join(_SAFE[ord(c) % len(_SAFE)] for c in str(h))
 
 
-def _strip_hash(template: dict) -> dict:
-    t = copy.deepcopy(template)
-    labels = (t.get("metadata") or {}).get("labels")
-    if labels:
-        labels.pop(HASH_LABEL, None)
-    return t
-
-
 def templates_equal(a: dict, b: dict) -> bool:
-    return _strip_hash(a) == _strip_hash(b)
+    return semantic_template(a) == semantic_template(b)
+
+
+def find_new_replicaset(owned: list[dict], template: dict) -> dict | None:
+    """The ReplicaSet running `template`. Should there be several (one made by an older controller
+    that compared templates more strictly), the oldest wins, as upstream, so the choice is stable."""
+    want = semantic_template(template)
+    ordered = sorted(owned, key=lambda rs: (rs["metadata"].get("creationTimestamp") or "", rs["metadata"]["name"]))
+    return next((rs for rs in ordered if semantic_template(rs["spec"]["template"]) == want), None)
+
+
+# ---- revisions -----------------------------------------------------------------------------------
+
+def revision_of(rs: dict) -> int:
+    try:
+        return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+def new_rs_annotations(d: dict, current: dict | None, new_revision: int) -> dict:
+    """The annotations the Deployment's current ReplicaSet should carry: the Deployment's own (less
+    bookkeeping), and a revision raised to `new_revision` if below it. A ReplicaSet that had a
+    revision and is raised to a new one is being rolled back to: its old number joins revision-history."""
+    out = dict(current or {})
+    for k, v in ((d.get("metadata") or {}).get("annotations") or {}).items():
+        if k not in SKIP_ANNOTATIONS:
+            out[k] = v
+    old = out.get(REVISION)
+    try:
+        old_n = int(old) if old is not None else 0
+    except ValueError:
+        return out  # not ours to renumber; upstream leaves an unparsable revision alone too
+    if old_n < new_revision:
+        out[REVISION] = str(new_revision)
+        if old is not None:
+            history = [r for r in (out.get(REVISION_HISTORY) or "").split(",") if r] + [old]
+            while len(",".join(history)) > MAX_REVISION_HISTORY_CHARS and len(history) > 1:
+                history.pop(0)
+            out[REVISION_HISTORY] = ",".join(history)
+    return out
 
 
 def resolve_fenceposts(d: dict) -> tuple[int, int]:
@@ -56,13 +200,6 @@ def resolve_fenceposts(d: dict) -> tuple[int, int]:
     if surge == 0 and unavail == 0:
         unavail = 1
     return surge, unavail
-
-
-def revision_of(rs: dict) -> int:
-    try:
-        return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
-    except ValueError:
-        return 0
 
 
 async def run(ctx) -> None:
@@ -119,50 +256,30 @@ async def run(ctx) -> None:
         spec = d["spec"]
         replicas = spec.get("replicas", 1)
         template = spec["template"]
-        new_rs = next((rs for rs in owned if templates_equal(rs["spec"]["template"], template)), None)
+        new_rs = find_new_replicaset(owned, template)
         olds = [rs for rs in owned if rs is not new_rs]
-        max_rev = max((revision_of(rs) for rs in owned), default=0)
+        new_revision = max((revision_of(rs) for rs in olds), default=0) + 1
+        if new_rs is not None:
+            # Also when paused: a ReplicaSet found again (rollout undo) takes the next revision at once.
+            new_rs = await sync_new_rs(d, new_rs, new_revision)
+            d = await sync_revision(d, new_rs)
         if spec.get("paused"):
             await update_status(d, new_rs, olds)
             return
         strategy = (spec.get("strategy") or {}).get("type", "RollingUpdate")
         if new_rs is None:
-            h = template_hash(template, (d.get("status") or {}).get("collisionCount", 0))
-            tmpl = copy.deepcopy(template)
-            tmpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
-            selector = copy.deepcopy(spec["selector"])
-            selector.setdefault("matchLabels", {})[HASH_LABEL] = h
             if strategy == "Recreate":
                 initial = 0
             else:
                 surge, _ = resolve_fenceposts(d)
                 current = sum(rs["spec"].get("replicas", 0) for rs in olds)
                 initial = max(0, min(replicas, replicas + surge - current))
-            annotations = {k: v for k, v in (d["metadata"].get("annotations") or {}).items()
-                           if k not in ("kubectl.kubernetes.io/last-applied-configuration", REVISION)}
-            annotations.update({REVISION: str(max_rev + 1),
-                                "deployment.kubernetes.io/desired-replicas": str(replicas),
-                                "deployment.kubernetes.io/max-replicas": str(replicas + resolve_fenceposts(d)[0])})
-            body = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                    "metadata": {"name": f"{name}-{h}", "namespace": ns, "labels": tmpl["metadata"]["labels"],
-                                 "annotations": annotations, "ownerReferences": [meta.owner_reference(d)]},
-                    "spec": {"replicas": initial, "minReadySeconds": spec.get("minReadySeconds", 0),
-                             "selector": selector, "template": tmpl}}
-            try:
-                new_rs = await client.create(REPLICASETS, ns, body, field_manager="deployment-controller")
-            except ClientError as e:
-                if e.code == 409:
-                    # Same name, different template: a hash collision. Bump the count and retry.
-                    cc = (d.get("status") or {}).get("collisionCount", 0) + 1
-                    await client.patch(DEPLOYMENTS, ns, name, {"status": {"collisionCount": cc}}, sub="status")
-                    return
-                raise
+            new_rs = await create_new_rs(d, initial, new_revision)
+            if new_rs is None:
+                return
             await recorder.record(d, "Normal", "ScalingReplicaSet",
                                   f"Scaled up replica set {new_rs['metadata']['name']} from 0 to {initial}")
-        elif revision_of(new_rs) < max_rev:
-            # A rollback (or a return to an older template): that ReplicaSet becomes the newest revision.
-            new_rs = await client.patch(REPLICASETS, ns, new_rs["metadata"]["name"],
-                                        {"metadata": {"annotations": {REVISION: str(max_rev + 1)}}})
+            d = await sync_revision(d, new_rs)
         if strategy == "Recreate":
             for rs in olds:
                 if rs["spec"].get("replicas", 0) != 0:
@@ -175,6 +292,81 @@ async def run(ctx) -> None:
             new_rs = await rolling(d, new_rs, olds)
         await update_status(d, new_rs, olds)
         await cleanup(d, olds)
+
+    async def create_new_rs(d: dict, initial: int, new_revision: int) -> dict | None:
+        """Create the ReplicaSet for d's template; None when a hash collision means trying again later."""
+        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
+        spec = d["spec"]
+        replicas = spec.get("replicas", 1)
+        h = template_hash(spec["template"], (d.get("status") or {}).get("collisionCount", 0))
+        tmpl = copy.deepcopy(spec["template"])
+        tmpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = h
+        selector = copy.deepcopy(spec["selector"])
+        selector.setdefault("matchLabels", {})[HASH_LABEL] = h
+        annotations = new_rs_annotations(d, {}, new_revision)
+        annotations.update({DESIRED_REPLICAS: str(replicas),
+                            MAX_REPLICAS: str(replicas + resolve_fenceposts(d)[0])})
+        body = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": f"{name}-{h}", "namespace": ns, "labels": tmpl["metadata"]["labels"],
+                             "annotations": annotations, "ownerReferences": [meta.owner_reference(d)]},
+                "spec": {"replicas": initial, "minReadySeconds": spec.get("minReadySeconds", 0),
+                         "selector": selector, "template": tmpl}}
+        try:
+            return await client.create(REPLICASETS, ns, body, field_manager="deployment-controller")
+        except ClientError as e:
+            if e.code != 409:
+                raise
+        # The name is taken. If by our own ReplicaSet for this very template, the informer has just
+        # not shown it to us yet; only a different template is a real hash collision.
+        try:
+            existing = await client.get(REPLICASETS, ns, body["metadata"]["name"])
+        except ClientError as e:
+            if e.code != 404:
+                raise
+            queue.add_after(f"{ns}/{name}", 0.1)
+            return None
+        if ((meta.controller_ref(existing) or {}).get("uid") == d["metadata"]["uid"]
+                and templates_equal(existing["spec"]["template"], spec["template"])):
+            queue.add_after(f"{ns}/{name}", 0.1)
+            return None
+        cc = (d.get("status") or {}).get("collisionCount", 0) + 1
+        await client.patch(DEPLOYMENTS, ns, name, {"status": {"collisionCount": cc}}, sub="status")
+        return None
+
+    async def sync_new_rs(d: dict, rs: dict, new_revision: int) -> dict:
+        """Bring the current ReplicaSet's annotations (revision, history, the Deployment's own) and
+        minReadySeconds up to date with d."""
+        annotations = rs["metadata"].get("annotations") or {}
+        want = new_rs_annotations(d, annotations, new_revision)
+        min_ready = d["spec"].get("minReadySeconds", 0)
+        body: dict = {}
+        if want != annotations:
+            body["metadata"] = {"annotations": {k: v for k, v in want.items() if annotations.get(k) != v}}
+        if rs["spec"].get("minReadySeconds", 0) != min_ready:
+            body["spec"] = {"minReadySeconds": min_ready}
+        if not body:
+            return rs
+        return await client.patch(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"], body)
+
+    async def sync_revision(d: dict, rs: dict) -> dict:
+        """The Deployment carries its current ReplicaSet's revision, as `kubectl describe` and
+        `rollout undo` expect. An annotation is metadata: writing it leaves generation alone."""
+        rev = (rs["metadata"].get("annotations") or {}).get(REVISION)
+        if rev is None or (d["metadata"].get("annotations") or {}).get(REVISION) == rev:
+            return d
+        md = d["metadata"]
+        try:
+            new = await client.patch(DEPLOYMENTS, md["namespace"], md["name"],
+                                     {"metadata": {"annotations": {REVISION: rev}}})
+        except ClientError as e:
+            if e.code == 404:
+                return d
+            raise
+        if new["metadata"].get("generation") != md.get("generation"):
+            # The spec moved on meanwhile; this pass worked from the old one, so it must not report the
+            # new generation as observed. The update event brings the next pass.
+            return d
+        return new
 
     async def rolling(d: dict, new_rs: dict, olds: list[dict]) -> dict:
         replicas = d["spec"].get("replicas", 1)
