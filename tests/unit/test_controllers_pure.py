@@ -120,3 +120,102 @@ def test_a_crashed_controller_makes_the_controller_manager_exit_to_be_restarted(
         return running.crashed, stop.is_set()
 
     assert asyncio.run(main()) == (["skiff.controllers.example"], True)
+
+
+def test_failed_scheduling_message_is_kube_schedulers():
+    three = [node("a"), node("b"), node("c")]
+    p = pod("p", nodeSelector={"disk": "ssd"})
+    _, reasons = scheduler.filter_nodes(p, three)
+    assert scheduler.fit_error_message(p, 3, reasons) == (
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+    # Items are "count reason" strings sorted as strings; a node counts under the first filter that
+    # rejects it, in kube-scheduler's order (unschedulable, taints, then the selector).
+    taint = {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
+    mixed = [node("a", taints=[taint]), node("b", unschedulable=True, taints=[taint]), node("c"), node("d")]
+    _, reasons = scheduler.filter_nodes(p, mixed)
+    assert scheduler.fit_error_message(p, 4, reasons) == (
+        "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable, "
+        "2 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.")
+    never = pod("p", nodeSelector={"disk": "ssd"}, preemptionPolicy="Never")
+    assert scheduler.fit_error_message(never, 3, {"node(s) didn't match Pod's node affinity/selector": 3}) == (
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. "
+        "preemption: not eligible due to preemptionPolicy=Never.")
+    assert scheduler.fit_error_message(p, 0, {}) == "no nodes available to schedule pods"
+    # A cordoned node takes a pod that tolerates the unschedulable taint (as DaemonSet pods do).
+    tolerant = pod("p", tolerations=[{"key": "node.kubernetes.io/unschedulable", "operator": "Exists"}])
+    assert [n["metadata"]["name"] for n in scheduler.filter_nodes(tolerant, [node("d", unschedulable=True)])[0]] \
+        == ["d"]
+    assert scheduler.event_message("x" * 2000) == "x" * 1020 + " ..."
+
+
+def test_unschedulable_condition_is_written_once_and_moves_only_on_a_status_change():
+    p = pod("p")
+    first = scheduler.unschedulable_condition(p, "0/1 nodes are available: m1.", "2026-01-01T00:00:00Z")
+    assert first == {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                     "message": "0/1 nodes are available: m1.", "lastProbeTime": None,
+                     "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    p["status"]["conditions"] = [first]
+    assert scheduler.unschedulable_condition(p, "0/1 nodes are available: m1.", "2026-01-01T00:05:00Z") is None
+    changed = scheduler.unschedulable_condition(p, "0/2 nodes are available: m2.", "2026-01-01T00:05:00Z")
+    assert changed["message"] == "0/2 nodes are available: m2."
+    assert changed["lastTransitionTime"] == "2026-01-01T00:00:00Z"  # still False: the transition stays
+    p["status"]["conditions"] = [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    assert scheduler.unschedulable_condition(p, "m", "2026-01-01T00:09:00Z")["lastTransitionTime"] == \
+        "2026-01-01T00:09:00Z"
+
+
+def test_only_node_changes_a_rejecting_filter_cares_about_requeue_a_parked_pod():
+    p = pod("p", nodeSelector={"disk": "ssd"})
+    plain, ssd = node("a"), node("a", labels={"disk": "ssd"})
+    _, reasons = scheduler.filter_nodes(p, [plain])
+    rejected = scheduler.diagnose(p, [plain]).rejected_by
+    assert rejected == {"NodeAffinity"} and reasons
+    heartbeat = {**plain, "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t2"}]}}
+    assert not scheduler.node_change_may_help(p, rejected, plain, heartbeat)
+    assert scheduler.node_change_may_help(p, rejected, plain, ssd)  # labelled disk=ssd
+    assert not scheduler.node_change_may_help(p, rejected, ssd, {**ssd, "spec": {"taints": []}})  # matched before
+    assert scheduler.node_change_may_help(p, rejected, None, node("new", labels={"disk": "ssd"}))
+    assert not scheduler.node_change_may_help(p, rejected, None, node("new"))
+    # A taint going away helps a pod the taint kept out, not one the selector keeps out.
+    tainted = node("t", taints=[{"key": "k", "effect": "NoSchedule"}])
+    assert scheduler.node_change_may_help(pod("q"), frozenset({"TaintToleration"}), tainted, node("t"))
+    assert not scheduler.node_change_may_help(p, rejected, tainted, node("t"))
+    assert scheduler.node_change_may_help(pod("q"), frozenset({"NodeReady"}), node("r", ready=False), node("r"))
+    assert scheduler.node_change_may_help(pod("q"), frozenset(), None, node("first"))  # there were no nodes
+    # The pod's own updates: the scheduler's status writes do not count, new tolerations do.
+    withcond = {**p, "status": {"conditions": [{"type": "PodScheduled", "status": "False"}]}}
+    assert not scheduler.pod_change_may_help(p, withcond)
+    assert scheduler.pod_change_may_help(p, pod("p", nodeSelector={"disk": "ssd"},
+                                                 tolerations=[{"operator": "Exists"}]))
+
+
+def test_unschedulable_pool_backoff_and_leftover_flush():
+    from skiff.scheduler import queue
+
+    assert [queue.backoff_duration(n) for n in range(7)] == [0, 1, 2, 4, 8, 10, 10]
+    now = [100.0]
+    pool = queue.UnschedulablePods(clock=lambda: now[0])
+    assert not pool.knows("ns/p")
+    assert pool.attempt("ns/p") == 1
+    pool.park("ns/p", {"NodeAffinity"})
+    assert pool.parked() == [("ns/p", frozenset({"NodeAffinity"}))]
+    now[0] += 0.25
+    assert pool.release("ns/p") == 0.75  # backoff 1 s from the failure
+    assert pool.release("ns/p") is None and not pool.is_parked("ns/p")  # released once only
+    assert pool.backoff_over("ns/p", 1)
+    now[0] += 1
+    pool.attempt("ns/p")
+    assert not pool.backoff_over("ns/p", 1)  # a stale timer from before this attempt does nothing
+    pool.park("ns/p", {"NodeAffinity"})
+    now[0] += 3
+    assert pool.release("ns/p") == 0  # the 2 s backoff of the 2nd attempt is over
+    pool.attempt("ns/p")
+    pool.park("ns/p", {"NodeAffinity"})
+    now[0] += queue.MAX_IN_UNSCHEDULABLE - 1
+    assert pool.expired() == []
+    now[0] += 2
+    assert pool.expired() == ["ns/p"]
+    pool.forget("ns/p")
+    assert not pool.knows("ns/p") and pool.expired() == []
