@@ -27,6 +27,7 @@ CONTROLLERS = [
     "skiff.controllers.namespace",
     "skiff.controllers.garbagecollector",
     "skiff.controllers.nodelifecycle",
+    "skiff.controllers.serviceaccount",
 ]
 
 

@@ -24,7 +24,7 @@ import pytest
 
 from skiff.client.rest import Client, resource
 from skiff.controllers.base import BackgroundEvents, EventRecorder
-from tests.support import SEED, ControlPlane, unique_name
+from tests.support import SEED, ControlPlane, unique_name, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,9 @@ def kubectl(cp):
 def ns(kubectl):
     name = unique_name("ns")
     kubectl("create", "namespace", name)
+    # As on a real cluster, a controller adds kube-root-ca.crt to each namespace a moment after it is
+    # made; tests that watch ConfigMaps start after it.
+    wait_for(lambda: kubectl.run("get", "configmap", "kube-root-ca.crt", "-n", name, check=False).returncode == 0, 5)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -223,7 +226,7 @@ def test_python_client_list_watch_patch(cp, ns):
     api.create_namespaced_config_map(ns, {"metadata": {"name": "pc"}, "data": {"a": "1"}})
     patched = api.patch_namespaced_config_map("pc", ns, {"data": {"a": "2"}})
     assert patched.data == {"a": "2"}
-    assert [c.metadata.name for c in api.list_namespaced_config_map(ns).items] == ["pc"]
+    assert [c.metadata.name for c in api.list_namespaced_config_map(ns).items] == ["kube-root-ca.crt", "pc"]
     api.delete_namespaced_config_map("pc", ns)
     t.join(15)
     assert seen == [("ADDED", "pc"), ("MODIFIED", "pc"), ("DELETED", "pc")]
@@ -481,12 +484,12 @@ def test_watch_bookmarks_after_initial_events_and_when_idle(cp, ns):
 
     events, times, listed = asyncio.run(run())
     types = [e["type"] for e in events]
-    assert types == ["ADDED", "ADDED", "ADDED", "BOOKMARK", "BOOKMARK"], types
-    assert [e["object"]["metadata"]["name"] for e in events[:3]] == ["bm0", "bm1", "bm2"]
-    end = events[3]["object"]["metadata"]
+    assert types == ["ADDED"] * 4 + ["BOOKMARK", "BOOKMARK"], types
+    assert [e["object"]["metadata"]["name"] for e in events[:4]] == ["bm0", "bm1", "bm2", "kube-root-ca.crt"]
+    end = events[4]["object"]["metadata"]
     assert end["annotations"] == {"k8s.io/initial-events-end": "true"} and int(end["resourceVersion"]) >= listed
-    assert 14 < times[4] < 16.5 and int(events[4]["object"]["metadata"]["resourceVersion"]) >= listed
-    assert 16.5 < times[5] < 19
+    assert 14 < times[5] < 16.5 and int(events[5]["object"]["metadata"]["resourceVersion"]) >= listed
+    assert 16.5 < times[6] < 19
 
 
 # ---- Events written in the background (skiff.controllers.base.BackgroundEvents) ----
@@ -551,3 +554,31 @@ def test_a_busy_component_delays_an_event_by_max_delay_at_most_and_drain_writes_
         await slow.drain(2)  # does not wait for quiet
         assert await _reasons(client, uid) == ["Scheduled", "Killing"]
     _with_pod(cp, "always-busy", body)
+
+
+def test_every_namespace_has_a_default_service_account_and_the_root_ca(cp, kubectl, ns):
+    wait_for(lambda: "serviceaccount/default" in kubectl("get", "sa", "-n", ns, "-o", "name"), 5)
+    cm = json.loads(wait_for(lambda: kubectl.run("get", "cm", "kube-root-ca.crt", "-n", ns, "-o", "json",
+                                                 check=False).stdout or None, 5))
+    assert cm["data"]["ca.crt"] == (cp.state_dir / "pki" / "ca.crt").read_text()
+    kubectl("delete", "sa", "default", "-n", ns)  # the controller puts both back
+    kubectl("patch", "cm", "kube-root-ca.crt", "-n", ns, "--type=merge", "-p", '{"data":{"ca.crt":"tampered"}}')
+    wait_for(lambda: "serviceaccount/default" in kubectl("get", "sa", "-n", ns, "-o", "name"), 5)
+    wait_for(lambda: "BEGIN CERTIFICATE" in kubectl("get", "cm", "kube-root-ca.crt", "-n", ns,
+                                                    "-o", "jsonpath={.data.ca\\.crt}"), 5)
+
+
+def test_a_new_pod_gets_the_admission_defaults_and_a_missing_service_account_is_refused(kubectl, ns):
+    kubectl("run", "plain", "-n", ns, "--image=registry.k8s.io/pause:3.9", "--restart=Never")
+    spec = json.loads(kubectl("get", "pod", "plain", "-n", ns, "-o", "json"))["spec"]
+    assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
+    assert spec["priority"] == 0 and spec["preemptionPolicy"] == "PreemptLowerPriority"
+    assert sorted((t["key"], t["effect"], t["tolerationSeconds"]) for t in spec["tolerations"]) == [
+        ("node.kubernetes.io/not-ready", "NoExecute", 300), ("node.kubernetes.io/unreachable", "NoExecute", 300)]
+    described = kubectl("describe", "pod", "plain", "-n", ns)
+    assert re.search(r"^Priority:\s+0$", described, re.M) and re.search(r"^Service Account:\s+default$", described, re.M)
+    r = kubectl.run("run", "lost", "-n", ns, "--image=registry.k8s.io/pause:3.9", "--restart=Never",
+                    "--overrides", '{"spec":{"serviceAccountName":"nobody"}}', check=False)
+    assert r.returncode == 1
+    assert (f'Error from server (Forbidden): pods "lost" is forbidden: error looking up service account '
+            f'{ns}/nobody: serviceaccount "nobody" not found') in r.stderr
