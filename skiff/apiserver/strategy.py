@@ -108,6 +108,8 @@ def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError
         errs += workloads.validate_replicaset(obj, old)
     elif kind == "Ingress":
         errs += networking.validate_ingress(obj, old)
+    elif kind == "IngressClass":
+        errs += networking.validate_ingressclass(obj, old)
     elif kind == "EndpointSlice":
         errs += networking.validate_endpointslice(obj, old)
     elif info.group == "" and kind == "ConfigMap":

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from skiff.api import meta
 from skiff.api.protobuf_schema import MESSAGES
+from skiff.api.quantity import parse_quantity
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
 from skiff.controllers.base import DEPLOYMENTS, PODS, REPLICASETS, EventRecorder, replace_status, split_key
-from skiff.node.envvars import EnvError, parse_quantity
 
 log = logging.getLogger("skiff.controllers.deployment")
 REVISION = "deployment.kubernetes.io/revision"
@@ -86,7 +86,7 @@ def _canon_value(typ: str, v: object) -> object:
     if typ == "resource.Quantity" and isinstance(v, (str, int, float)):
         try:
             return str(parse_quantity(v).normalize())
-        except EnvError:
+        except ValueError:
             return v
     return _plain(v)
 

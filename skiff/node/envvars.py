@@ -14,7 +14,9 @@ import base64
 import math
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+
+from skiff.api import quantity
 
 MASTER_SERVICE_NAMESPACE = "default"
 MASTER_SERVICES = ("kubernetes",)
@@ -146,24 +148,11 @@ def field_ref_value(pod: dict, path: str) -> str:
     raise EnvError(f"unsupported fieldRef fieldPath {path!r}")
 
 
-_SUFFIXES = {
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)([a-zA-Z]*)$")
-
-
 def parse_quantity(q: str | int | float) -> Decimal:
-    m = _QUANTITY.match(str(q).strip())
-    if not m or m.group(2) not in _SUFFIXES:
-        raise EnvError(f"invalid quantity {q!r}")
     try:
-        return Decimal(m.group(1)) * _SUFFIXES[m.group(2)]
-    except InvalidOperation as e:
-        raise EnvError(f"invalid quantity {q!r}") from e
+        return quantity.parse_quantity(q)
+    except ValueError as e:
+        raise EnvError(str(e)) from None
 
 
 def resource_field_value(container: dict, ref: dict, node_allocatable: Mapping[str, str]) -> str:

@@ -6,7 +6,12 @@ import pytest
 
 from skiff.api.defaults import apply_defaults
 from skiff.api.errors import invalid_object
-from skiff.api.validation.networking import validate_configmap, validate_endpointslice, validate_ingress
+from skiff.api.validation.networking import (
+    validate_configmap,
+    validate_endpointslice,
+    validate_ingress,
+    validate_ingressclass,
+)
 from skiff.api.validation.service import (
     drop_type_dependent_fields,
     prepare_for_update,
@@ -421,3 +426,30 @@ def test_endpointslice_and_configmap():
         "data[bad key]: Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, "
         "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
         "'[-._a-zA-Z0-9]+')"]
+
+
+def test_container_resources():
+    p = pod([{"name": "a", "image": "x", "resources": {"limits": {"memory": "64Mi", "gpu": 1},
+                                                       "requests": {"memory": "128Mi", "cpu": "-1"}}}])
+    assert sorted(msgs(validate_pod(p))) == sorted([
+        'spec.containers[0].resources.limits[gpu]: Invalid value: "gpu": must be a standard resource for containers',
+        # requests default to the limits, as in kube, so the name is reported twice
+        'spec.containers[0].resources.requests[gpu]: Invalid value: "gpu": must be a standard resource for containers',
+        'spec.containers[0].resources.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0',
+        'spec.containers[0].resources.requests: Invalid value: "128Mi": must be less than or equal to memory limit of 64Mi',
+    ])
+    fine = pod([{"name": "a", "image": "x", "resources": {"limits": {"cpu": "1", "example.com/dongle": 2},
+                                                          "requests": {"cpu": "500m", "example.com/dongle": 2}}}])
+    assert validate_pod(fine) == []
+
+
+def test_ingressclass_controller():
+    def ic(controller: str) -> dict:
+        return {"metadata": {"name": "c"}, "spec": {"controller": controller}}
+
+    assert validate_ingressclass(ic("skiff.dev/ingress-controller")) == []
+    assert msgs(validate_ingressclass(ic("nginx"))) == [
+        'spec.controller: Invalid value: "nginx": must be a domain-prefixed path (such as "acme.io/foo")']
+    assert msgs(validate_ingressclass(ic(""))) == ["spec.controller: Required value"]
+    assert msgs(validate_ingressclass(ic("k8s.io/other"), ic("k8s.io/ingress-nginx"))) == [
+        'spec.controller: Invalid value: "k8s.io/other": field is immutable']

@@ -150,6 +150,34 @@ def validate_ingress(ing: dict, old: dict | None = None) -> list[FieldError]:
 ADDRESS_TYPES = ["FQDN", "IPv4", "IPv6"]
 
 
+_HTTP_PATH_FMT = r"[A-Za-z0-9/\-._~%!$&'()*+,;=:]+"
+_HTTP_PATH = re.compile(f"^{_HTTP_PATH_FMT}$")
+
+
+def domain_prefixed_path_errors(value: str, path: str) -> list[FieldError]:
+    """`acme.io/foo`: an RFC 1123 subdomain, a slash, then HTTP path characters."""
+    if not value:
+        return [required(path)]
+    host, slash, rest = value.partition("/")
+    if not slash or not host or not rest:
+        return [invalid(path, value, 'must be a domain-prefixed path (such as "acme.io/foo")')]
+    errs = [invalid(path, host, m) for m in dns1123_subdomain_errors(host)]
+    if not _HTTP_PATH.match(rest):
+        errs.append(invalid(path, rest, regex_error("Invalid path", _HTTP_PATH_FMT)))
+    return errs
+
+
+def validate_ingressclass(ic: dict, old: dict | None = None) -> list[FieldError]:
+    controller = (ic.get("spec") or {}).get("controller") or ""
+    errs: list[FieldError] = []
+    if len(controller) > 250:
+        errs.append(FieldError("TooLong", "spec.controller", controller, "may not be more than 250 bytes"))
+    errs += domain_prefixed_path_errors(controller, "spec.controller")
+    if old is not None and controller != ((old.get("spec") or {}).get("controller") or ""):
+        errs.append(invalid("spec.controller", controller, "field is immutable"))
+    return errs
+
+
 def special_ip_errors(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[str]:
     """Addresses no endpoint can have: traffic to them would never leave the node that sends it."""
     if ip.is_unspecified:

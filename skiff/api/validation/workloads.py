@@ -3,7 +3,7 @@
 Messages and paths follow KK `pkg/apis/core/validation/validation.go` (ValidatePod, the container
 and port checks, ValidatePodUpdate) and `pkg/apis/apps/validation/validation.go`
 (ValidateDeployment, ValidateReplicaSet). This is a focused subset, not all of upstream:
-volumes, security contexts, resources and affinity are not checked.
+volumes, security contexts and affinity are not checked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from skiff.api.errors import FieldError, duplicate, forbidden, invalid, not_supported, required
+from skiff.api.quantity import parse_quantity
 from skiff.api.validation.meta import is_dns1123_label as dns1123_label_errors
 from skiff.api.validation.meta import regex_error
 from skiff.api.validation.meta import validate_labels as labels_errors
@@ -122,6 +123,34 @@ def _validate_container_ports(ports: list[dict], path: str) -> list[FieldError]:
     return errs
 
 
+_CONTAINER_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def _validate_resources(res: dict, path: str) -> list[FieldError]:
+    """Resource names a container may ask for, no negative amounts, and requests within limits."""
+    errs: list[FieldError] = []
+    amounts: dict[str, dict[str, Any]] = {}
+    for kind in ("limits", "requests"):
+        items = res.get(kind)
+        for name, q in (items.items() if isinstance(items, dict) else ()):
+            p = f"{path}.{kind}[{name}]"
+            if "/" not in name and name not in _CONTAINER_RESOURCES and not name.startswith("hugepages-"):
+                errs.append(invalid(p, name, "must be a standard resource for containers"))
+            try:
+                value = parse_quantity(q)
+            except ValueError:
+                continue  # the schema check reports a malformed quantity
+            if value < 0:
+                errs.append(invalid(p, str(q), "must be greater than or equal to 0"))
+            amounts.setdefault(kind, {})[name] = (value, q)
+    limits = amounts.get("limits", {})
+    for name, (value, q) in amounts.get("requests", {}).items():
+        if name in limits and value > limits[name][0]:
+            errs.append(invalid(f"{path}.requests", str(q),
+                                f"must be less than or equal to {name} limit of {limits[name][1]}"))
+    return errs
+
+
 def _validate_probe(probe: Any, path: str, liveness_like: bool) -> list[FieldError]:
     if not isinstance(probe, dict):
         return []
@@ -166,6 +195,8 @@ def _validate_containers(containers: list[dict], path: str, names: set[str], is_
         elif policy not in PULL_POLICIES:
             errs.append(not_supported(f"{p}.imagePullPolicy", policy, PULL_POLICIES))
         errs += _validate_container_ports(_l(c.get("ports")), f"{p}.ports")
+        if isinstance(c.get("resources"), dict):
+            errs += _validate_resources(c["resources"], f"{p}.resources")
         for probe, liveness_like in (("livenessProbe", True), ("readinessProbe", False), ("startupProbe", True)):
             errs += _validate_probe(c.get(probe), f"{p}.{probe}", liveness_like)
         for j, env in enumerate(_l(c.get("env"))):
