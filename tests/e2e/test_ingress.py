@@ -248,6 +248,37 @@ spec:
         assert request(addr, "ingress-class", "/")[0] == 404
 
 
+def test_an_ingress_nginx_tutorial_works_once_its_class_names_skiff(cluster):
+    # Tutorials written for ingress-nginx say `ingressClassName: nginx`; an IngressClass of that name
+    # pointing at Skiff's controller is all it takes, as with any controller on a real cluster.
+    with Scenario(cluster) as s:
+        s.apply(backends(["nginx-tutorial"]) + """
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: tutorial}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: tutorial.example.test
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: nginx-tutorial, port: {number: 8080}}}}]}
+""")
+        s.ready(["nginx-tutorial"])
+        cluster.kubectl("apply", "-f", "-", input="""
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: skiff.dev/ingress-controller}
+""")
+        try:
+            addr = s.address("tutorial")
+            assert wait_for(lambda: request(addr, "tutorial.example.test", "/")[1] == "nginx-tutorial", 10)
+            row = s.k("get", "ingress", "tutorial", "-n", s.ns).splitlines()[1].split()
+            assert row[1] == "nginx" and row[3] == addr
+        finally:
+            cluster.kubectl("delete", "ingressclass", "nginx")
+
+
 def test_load_balancing_reaches_all_ten_pods(cluster):
     with Scenario(cluster) as s:
         s.apply(backends(["echo-service"], None) + """
