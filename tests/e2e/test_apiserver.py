@@ -24,17 +24,7 @@ import pytest
 
 from skiff.client.rest import Client, resource
 from skiff.controllers.base import BackgroundEvents, EventRecorder
-from tests.support import SEED, ControlPlane, unique_name, wait_for
-
-
-@pytest.fixture(scope="module")
-def cp():
-    plane = ControlPlane()
-    try:
-        plane.start()
-        yield plane
-    finally:
-        plane.cleanup()
+from tests.support import SEED, unique_name, wait_for
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from tests.support import Cluster, ControlPlane, unique_name, wait_for
+from tests.support import Cluster, unique_name, wait_for
 
 REVISION = "deployment.kubernetes.io/revision"
 HISTORY = "deployment.kubernetes.io/revision-history"
@@ -75,16 +75,6 @@ def rollout_and_undo(k, ns: str, created_by: str, replicas: int) -> tuple[dict, 
     assert "rolled back" in k("rollout", "undo", "deploy/web", "-n", ns)
     wait_for(lambda: deployment_revision(k, ns) == "3", 10)
     return first[0], by_image(replicasets(k, ns))[V1]
-
-
-@pytest.fixture(scope="module")
-def cp():
-    plane = ControlPlane()
-    try:
-        plane.start()
-        yield plane
-    finally:
-        plane.cleanup()
 
 
 @pytest.mark.parametrize("created_by", ["apply", "create"])

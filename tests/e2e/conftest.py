@@ -1,0 +1,19 @@
+"""Fixtures shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import ControlPlane
+
+
+@pytest.fixture(scope="module")
+def cp():
+    """A control plane without nodes (API server and controllers), one per test module; a module
+    that needs other settings defines its own `cp`."""
+    plane = ControlPlane()
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.cleanup()
