@@ -43,6 +43,7 @@ async def run(ctx) -> None:
     pods = ctx.informer(PODS)
     recorder = EventRecorder(client, "node-controller")
     not_ready_since: dict[str, float] = {}
+    registered: set[str] = set()  # nodes this controller has announced, as kube's does on first sight
     await ctx.wait_synced(NODES, LEASES, PODS)
 
     async def mark_unreachable(node: dict) -> None:
@@ -92,6 +93,10 @@ async def run(ctx) -> None:
             ready = meta.get_condition(node, "Ready") or {}
             lease = leases_inf.get(f"kube-node-lease/{name}")
             try:
+                if name not in registered:
+                    await recorder.record(node, "Normal", "RegisteredNode",
+                                          f"Node {name} event: Registered Node {name} in Controller")
+                    registered.add(name)
                 if lease_age(lease, now) > grace:
                     if ready.get("status") != "Unknown":
                         await mark_unreachable(node)
@@ -109,4 +114,5 @@ async def run(ctx) -> None:
                 # The next pass retries, as a work queue would: an API server that is restarting
                 # must not take the node controller down with it.
                 log.warning("node %s: %s", name, e)
+        registered &= {n["metadata"]["name"] for n in nodes.list()}  # a node added again is announced again
         await asyncio.sleep(min(1.0, grace / 4))

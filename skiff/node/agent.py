@@ -159,9 +159,21 @@ class NodeAgent:
         await self._start_streaming()
         self._start_proxy()
         await self.kubelet.start()
+        self._record_start_events()
         log.info("node %s ready", self.name)
         await stop.wait()
         await self.shutdown()
+
+    def _record_start_events(self) -> None:
+        """What a kubelet (and kube-proxy) report on the Node when they start, for `kubectl describe
+        node`. Like the kubelet, the reference carries the node's name as its uid."""
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name, "uid": self.name}}
+        events = self.kubelet.events
+        events.record(node, "Normal", "Starting", "Starting kubelet.")
+        for condition in ("NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"):
+            events.record(node, "Normal", condition, f"Node {self.name} status is now: {condition}")
+        events.record(node, "Normal", "NodeAllocatableEnforced", "Updated Node Allocatable limit across pods")
+        events.record(node, "Normal", "NodeReady", f"Node {self.name} status is now: NodeReady")
 
     async def _keep_fork_server(self) -> None:
         """Keep a fork server running (in this node's network namespace, as the agent is); while

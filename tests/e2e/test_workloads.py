@@ -61,6 +61,17 @@ def test_nodes_registered_with_addresses(cluster):
         assert is_ready(n) or any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
     out = k("get", "nodes")
     assert out.splitlines()[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    # `kubectl describe node` tells the node's story as on a real cluster: the kubelet's start, then
+    # the node controller registering it.
+    name = cluster.cfg.node_name(1)
+
+    def events() -> list[tuple[str, str]]:
+        section = k("describe", "node", name).split("\nEvents:", 1)[1]
+        return [(m.group(1), m.group(2)) for m in re.finditer(r"^\s+Normal\s+(\w+)\s+\S+\s+(\S+)", section, re.M)]
+
+    seen = wait_for(lambda: (lambda e: e if ("NodeReady", "kubelet") in e and ("RegisteredNode", "node-controller") in e
+                                        else None)(events()), 10)
+    assert ("Starting", "kubelet") in seen and ("NodeHasSufficientMemory", "kubelet") in seen, seen
 
 
 def test_nodeport_pods_ready_fast_and_spread(cluster):
