@@ -47,12 +47,13 @@ def resolve_port(port: dict, pod: dict) -> int | None:
 
 def endpoint_for(pod: dict, service: dict) -> dict:
     terminating = bool(pod["metadata"].get("deletionTimestamp"))
-    ready = pod_is_ready(pod)
-    if service.get("spec", {}).get("publishNotReadyAddresses"):
-        ready = True
+    serving = pod_is_ready(pod)
+    # publishNotReadyAddresses makes every pod "ready" (even a terminating one), but "serving" keeps
+    # saying what the pod's readiness says, as upstream.
+    ready = bool(service.get("spec", {}).get("publishNotReadyAddresses")) or (serving and not terminating)
     ep: dict = {
         "addresses": [pod["status"]["podIP"]],
-        "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
+        "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
         "targetRef": {"kind": "Pod", "namespace": pod["metadata"]["namespace"], "name": pod["metadata"]["name"],
                       "uid": pod["metadata"]["uid"]},
     }

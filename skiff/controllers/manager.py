@@ -23,6 +23,7 @@ CONTROLLERS = [
     "skiff.controllers.deployment",
     "skiff.controllers.replicaset",
     "skiff.controllers.endpointslice",
+    "skiff.controllers.endpointslicemirroring",
     "skiff.controllers.loadbalancer",
     "skiff.controllers.namespace",
     "skiff.controllers.garbagecollector",

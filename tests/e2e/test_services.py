@@ -95,6 +95,33 @@ def test_cluster_ip_from_pod_and_unreachable_from_host(cluster):
     assert "unreachable" in (route.stdout + route.stderr) or "No route to host" in route.stderr
 
 
+def test_a_service_without_selector_reaches_what_its_hand_written_endpoints_name(cluster):
+    # The classic "Service in front of something outside": a selectorless Service and a v1 Endpoints
+    # object of the same name. Its EndpointSlice is mirrored, so the proxy and DNS follow it.
+    k = cluster.kubectl
+    wait_for(lambda: len(ready_pods(k, "app=backend")) == 2 and ready_pods(k, "app=my-app"))
+    target = ready_pods(k, "app=backend")[0]
+    k("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "outside"},
+         "spec": {"ports": [{"port": 80, "targetPort": 8080}]}},
+        {"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "outside"},
+         "subsets": [{"addresses": [{"ip": target["status"]["podIP"]}], "ports": [{"port": 8080}]}]}]}))
+    try:
+        slices = wait_for(lambda: json.loads(k("get", "endpointslices", "-l", "kubernetes.io/service-name=outside",
+                                               "-o", "json"))["items"] or None, 5)
+        assert slices[0]["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == \
+            "endpointslicemirroring-controller.k8s.io"
+        pod = ready_pods(k, "app=my-app")[0]["metadata"]["name"]
+        out = wait_for(lambda: k.run("exec", pod, "--", "curl", "-s", "--max-time", "2",
+                                     "http://outside.default.svc.cluster.local/hostname", check=False).stdout or None, 5)
+        assert out == target["metadata"]["name"]
+        k("delete", "endpoints", "outside")
+        wait_for(lambda: "No resources found" in k.run("get", "endpointslices", "-l",
+                                                       "kubernetes.io/service-name=outside").stderr, 5)
+    finally:
+        k("delete", "service,endpoints", "outside", "--ignore-not-found")
+
+
 def test_load_balancer_gets_address_and_answers(cluster):
     k = cluster.kubectl
     name = "lb-fresh"
