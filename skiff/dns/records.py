@@ -460,11 +460,14 @@ class Zone:
             answer = [_owned_by(cname, qname)]
             target = cname[0].target
             if target.is_subdomain(self.origin):
-                # A CNAME into the cluster domain is ours to finish; others the server chases.
+                # A CNAME into the cluster domain is ours to finish; others the server chases. As in
+                # CoreDNS, it is only given with what it leads to: a target with no records of the
+                # type asked for makes the answer NODATA, not a dangling CNAME.
                 follow = self.answer(target, qtype)
-                if follow is not None and follow.rcode == NOERROR:
+                if follow is not None and follow.rcode == NOERROR and follow.answer:
                     answer.extend(r for r in follow.answer if r not in answer)
                     return Answer(NOERROR, answer, [], follow.additional)
+                return self._negative(NOERROR)
             return Answer(NOERROR, answer, [], [])
         return self._negative(NOERROR)
 

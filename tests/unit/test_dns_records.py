@@ -63,6 +63,7 @@ def zone() -> Zone:
         svc("ext", cluster_ip=None, type="ExternalName", externalName="www.example.com"),
         svc("alias", cluster_ip=None, type="ExternalName", externalName="web.default.svc.cluster.local"),
         svc("extip", cluster_ip=None, type="ExternalName", externalName="192.0.2.10"),
+        svc("dangling", cluster_ip=None, type="ExternalName", externalName="nosuch.default.svc.cluster.local"),
     ]
     return Zone.from_objects(objs, reverse_cidrs=["10.96.0.0/12", "10.244.0.0/16"], dns_ips=["10.96.0.10"])
 
@@ -151,6 +152,9 @@ def test_externalname_cname(zone):
     chased = ask(zone, "alias.default.svc." + Z, T.A)
     assert [rr.rdtype for rr in chased.answer] == [T.CNAME, T.A]
     assert texts(chased.answer) == ["10.96.0.20", "web.default.svc.cluster.local."]
+    # ... and given only with what it leads to: an in-zone target without such records is NODATA.
+    assert_negative(zone, ask(zone, "alias.default.svc." + Z, T.AAAA), NOERROR)
+    assert_negative(zone, ask(zone, "dangling.default.svc." + Z, T.A), NOERROR)
 
 
 def test_type_decides_externalname_not_leftover_field(zone):
