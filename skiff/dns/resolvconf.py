@@ -135,6 +135,22 @@ def pod_hostname(pod: dict, cluster_domain: str = "cluster.local") -> tuple[str,
     return hostname, domain
 
 
+def kernel_hostname(pod: dict, cluster_domain: str = "cluster.local") -> str:
+    """The hostname the pod's containers see: its hostname, or with `setHostnameAsFQDN` and a
+    subdomain its fully qualified name. ValueError, in the kubelet's words, when that is longer than
+    the kernel allows (64)."""
+    hostname, domain = pod_hostname(pod, cluster_domain)
+    if not (pod.get("spec") or {}).get("setHostnameAsFQDN") or not domain:
+        return hostname
+    fqdn = f"{hostname}.{domain}"
+    if len(fqdn) > MAX_KERNEL_HOSTNAME:
+        raise ValueError(f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
+                         f"({MAX_KERNEL_HOSTNAME} characters is the max, {len(fqdn)} characters requested)")
+    return fqdn
+
+
+MAX_KERNEL_HOSTNAME = 64
+
 _LOCAL_LINES = (
     "127.0.0.1\tlocalhost\n"
     "::1\tlocalhost ip6-localhost ip6-loopback\n"

@@ -28,7 +28,7 @@ from skiff.client.informer import Informer
 from skiff.client.rest import Client, ClientError
 from skiff.config import ClusterConfig
 from skiff.controllers.base import PODS, SERVICES, BackgroundEvents, EventRecorder
-from skiff.dns.resolvconf import hosts_file, pod_hostname, resolv_conf
+from skiff.dns.resolvconf import hosts_file, kernel_hostname, resolv_conf
 from skiff.images.registry import (
     ImageNotFound,
     InvalidImageName,
@@ -359,7 +359,6 @@ class PodWorker:
     async def _create_sandbox(self) -> None:
         spec = self.pod.get("spec", {})
         cfg = self.k.cfg
-        hostname, _ = pod_hostname(self.pod, cfg.cluster_domain)
         if spec.get("hostNetwork"):
             # The pod shares the node's namespaces: a "sandbox" whose holder is this agent.
             self.sandbox = Sandbox(netns=self.k.node_netns, node_netns=self.k.node_netns, pod_uid=self.uid,
@@ -368,6 +367,15 @@ class PodWorker:
             self.view.pod_ip = self.k.node_ip
             self.view.sandbox_ready = True
             return
+        delay = 0.2
+        while True:
+            try:
+                hostname = kernel_hostname(self.pod, cfg.cluster_domain)
+                break
+            except ValueError as e:
+                self.k.event(self.pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
         ip = self.k.ipam.allocate(self.uid)
         resolv = resolv_conf(self.pod, cfg.dns_service_ip, cfg.cluster_domain, self.k.host_resolv)
         hosts = hosts_file(self.pod, ip, cfg.cluster_domain)

@@ -113,6 +113,39 @@ def test_resolv_conf_cluster_first(cluster):
     assert "options ndots:5" in rc
 
 
+def test_a_pod_with_hostname_and_subdomain_under_a_headless_service(cluster):
+    k = cluster.kubectl
+    k("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Service
+metadata: {name: named-db}
+spec:
+  clusterIP: None
+  selector: {app: named}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: named, labels: {app: named}}
+spec:
+  hostname: web-0
+  subdomain: named-db
+  setHostnameAsFQDN: true
+  containers: [{name: c, image: registry.k8s.io/pause:3.9}]
+""")
+    try:
+        wait_for(lambda: k("get", "pod", "named", "-o", "jsonpath={.status.phase}") == "Running", 10)
+        fqdn = "web-0.named-db.default.svc.cluster.local"
+        assert k("exec", "named", "--", "cat", "/proc/sys/kernel/hostname").strip() == fqdn
+        assert f"\t{fqdn}\tweb-0" in k("exec", "named", "--", "cat", "/etc/hosts")
+        ip = k("get", "pod", "named", "-o", "jsonpath={.status.podIP}")
+        out = wait_for(lambda: k.run("exec", client_pod(k), "--", "dig", "+short", fqdn, check=False).stdout.strip()
+                       or None, 5)
+        assert out == ip
+    finally:
+        k("delete", "pod/named", "service/named-db", "--now")
+
+
 def test_service_names_resolve_and_route(cluster):
     k = cluster.kubectl
     pod = client_pod(k)

@@ -112,3 +112,22 @@ def test_hosts_file():
 def test_pod_hostname_is_cut_to_63():
     name = "a" * 62 + "-b" + "c" * 10
     assert pod_hostname({"metadata": {"name": name}, "spec": {}}) == ("a" * 62, "")
+
+
+def test_set_hostname_as_fqdn_gives_the_kernel_the_full_name_within_64_characters():
+    import pytest
+
+    from skiff.dns.resolvconf import kernel_hostname
+
+    pod = {"metadata": {"name": "web-0", "namespace": "shop"}, "spec": {"hostname": "web-0", "subdomain": "web"}}
+    assert kernel_hostname(pod) == "web-0"
+    pod["spec"]["setHostnameAsFQDN"] = True
+    assert kernel_hostname(pod) == "web-0.web.shop.svc.cluster.local"
+    pod["spec"]["subdomain"] = "s" * 40
+    fqdn = f"web-0.{'s' * 40}.shop.svc.cluster.local"
+    with pytest.raises(ValueError) as e:
+        kernel_hostname(pod)
+    assert str(e.value) == (f"failed to construct FQDN from pod hostname and cluster domain, FQDN {fqdn} is too long "
+                            f"(64 characters is the max, {len(fqdn)} characters requested)")
+    del pod["spec"]["subdomain"]
+    assert kernel_hostname(pod) == "web-0"  # no subdomain, no domain to add
