@@ -84,6 +84,17 @@ class NodeProxy:
             url = f"{base}/{t.subresource}/{ns}/{name}/{quote(container)}"
         return await self._relay_websocket(request, url, headers)
 
+    async def _agent_refusal(self, url: str, request: web.Request, headers: dict) -> str | None:
+        """The node agent's reason for refusing this stream (a container that is not running), if any."""
+        try:
+            async with self.session.get(url, params=request.query, headers=headers) as r:
+                if r.status == 404:
+                    body = await r.json(content_type=None)
+                    return (body or {}).get("message") if isinstance(body, dict) else None
+        except (aiohttp.ClientError, ValueError):
+            return None
+        return None
+
     async def _relay_http(self, request: web.Request, url: str, headers: dict) -> web.StreamResponse:
         try:
             upstream = await self.session.get(url, params=request.query, headers=headers)
@@ -107,6 +118,11 @@ class NodeProxy:
     async def _relay_websocket(self, request: web.Request, url: str, headers: dict) -> web.StreamResponse:
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         if request.headers.get("Upgrade", "").lower() != "websocket" or not offered:
+            # kubectl comes here (SPDY) after a failed WebSocket attempt. Say why the kubelet refused,
+            # in the plain text kubectl shows as "unable to upgrade connection: <reason>".
+            reason = await self._agent_refusal(url, request, headers)
+            if reason is not None:
+                return web.Response(status=500, text=reason)
             raise errors.bad_request("Upgrade request required")
         try:
             upstream = await self.session.ws_connect(url.replace("http://", "ws://"), params=request.query,

@@ -26,6 +26,14 @@ GENERIC: tuple[ImageSpec, ...] = (
     ImageSpec(name="python", reference="python", repositories=("python",), cmd=("python3",)),
     ImageSpec(name="curl", reference="curlimages/curl", repositories=("curlimages/curl",),
               entrypoint=("/entrypoint.sh",), cmd=("curl",), wrappers={"entrypoint.sh": "curl"}),
+    # The DNS-debugging images of the Kubernetes docs and of network troubleshooting guides: their
+    # tools (dig, nslookup, curl) are the host's here, as for the images above.
+    ImageSpec(name="dnsutils", reference="registry.k8s.io/e2e-test-images/jessie-dnsutils",
+              repositories=("e2e-test-images/jessie-dnsutils", "kubernetes-e2e-test-images/dnsutils",
+                            "tutum/dnsutils"),
+              cmd=("bash",)),
+    ImageSpec(name="netshoot", reference="nicolaka/netshoot", repositories=("nicolaka/netshoot",),
+              cmd=("zsh",), wrappers={"zsh": "bash"}),
 )
 
 _PYTHON = re.compile(r"^python(?:3(?:\.\d+)?)?$")

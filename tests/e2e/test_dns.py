@@ -146,6 +146,29 @@ spec:
         k("delete", "pod/named", "service/named-db", "--now")
 
 
+def test_the_dns_debugging_page_of_the_kubernetes_docs(cluster):
+    k = cluster.kubectl
+    k("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: dnsutils, namespace: default}
+spec:
+  containers:
+  - name: dnsutils
+    image: registry.k8s.io/e2e-test-images/jessie-dnsutils:1.3
+    command: [sleep, infinity]
+    imagePullPolicy: IfNotPresent
+  restartPolicy: Always
+""")
+    try:
+        wait_for(lambda: k("get", "pod", "dnsutils", "-o", "jsonpath={.status.phase}") == "Running", 10)
+        out = k("exec", "-i", "dnsutils", "--", "nslookup", "kubernetes.default")
+        assert "Server:\t\t10.96.0.10" in out
+        assert "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1" in out
+    finally:
+        k("delete", "pod", "dnsutils", "--now")
+
+
 def test_service_names_resolve_and_route(cluster):
     k = cluster.kubectl
     pod = client_pod(k)

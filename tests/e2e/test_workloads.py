@@ -126,6 +126,16 @@ def test_logs_exec_exit_code_and_port_forward(cluster):
     finally:
         pf.terminate()
         pf.wait(5)
+    # A container that never started: the kubelet's reason, as kubectl shows it on a real cluster.
+    k("run", "never-pulled", "--image=registry.invalid/nothing:1", "--restart=Never")
+    try:
+        wait_for(lambda: "ImagePull" in k("get", "pod", "never-pulled"), 10)
+        r = k.run("exec", "never-pulled", "--", "true", check=False)
+        assert r.returncode == 1
+        assert r.stderr.strip().endswith('error: unable to upgrade connection: container not found ("never-pulled")'), \
+            r.stderr
+    finally:
+        k("delete", "pod", "never-pulled", "--now")
 
 
 def test_scale_rollout_undo_and_replacement(cluster):
