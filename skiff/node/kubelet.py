@@ -84,23 +84,30 @@ FIRST_STATUS_HOLD = 1.0
 
 class Backoff:
     """The kubelet's per-container back-off: the first restart is immediate, then 10 s doubling
-    to 300 s, measured from the previous restart."""
+    to 300 s, counted from the moment the container exited (so a container that runs for a while
+    before it fails still waits its whole back-off), and forgotten after it ran 10 minutes."""
 
     def __init__(self) -> None:
         self.delay: float | None = None
-        self.last: float = 0.0
+        self.last: float = 0.0  # when the container was last restarted
 
-    def wait_time(self, now: float) -> float:
-        if self.delay is None or now - self.last > BACKOFF_RESET:
+    def _expired(self, finished: float) -> bool:
+        return self.delay is None or finished - self.last > BACKOFF_RESET
+
+    def wait_time(self, now: float, finished: float) -> float:
+        if self._expired(finished):
             return 0.0
-        return max(0.0, self.last + self.delay - now)
+        return max(0.0, finished + self.delay - now)
 
-    def record_restart(self, now: float) -> None:
-        if self.delay is None or now - self.last > BACKOFF_RESET:
-            self.delay = BACKOFF_INITIAL
-        else:
-            self.delay = min(self.delay * 2, BACKOFF_MAX)
+    def record_restart(self, now: float, finished: float) -> None:
+        self.delay = BACKOFF_INITIAL if self._expired(finished) else min(self.delay * 2, BACKOFF_MAX)
         self.last = now
+
+
+def go_duration(seconds: float) -> str:
+    """Seconds as Go prints a time.Duration of whole seconds: 40s, 1m20s, 5m0s."""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def fake_image_id(canonical: str) -> str:
@@ -410,17 +417,18 @@ class PodWorker:
                 return
             if policy == "Never" or (policy == "OnFailure" and code == 0):
                 return
-            wait = backoff.wait_time(time.time())
+            finished = time.time()
+            wait = backoff.wait_time(finished, finished)
             if wait > 0:
                 rec.last_terminated = rec.terminated_dict()
                 rec.state, rec.reason = WAITING, "CrashLoopBackOff"
-                rec.message = (f"back-off {int(backoff.delay or 0)}s restarting failed container={rec.name} "
+                rec.message = (f"back-off {go_duration(backoff.delay or 0)} restarting failed container={rec.name} "
                                f"pod={_pod_label(self.pod)}")
                 self.mark_dirty()
                 self.k.event(self.pod, "Warning", "BackOff",
                              f"Back-off restarting failed container {rec.name} in pod {_pod_label(self.pod)}", fp)
                 await asyncio.sleep(wait)
-            backoff.record_restart(time.time())
+            backoff.record_restart(time.time(), finished)
             if rec.state == TERMINATED:
                 rec.last_terminated = rec.terminated_dict()
             rec.restart_count += 1
@@ -898,6 +906,12 @@ class PodResolver:
             return False
         proc = w.procs.get(container)
         return proc is not None and proc.running
+
+    def waiting_reason(self, namespace: str, pod: str, container: str) -> str:
+        """Why the container has not started: its waiting reason as the pod status shows it."""
+        w = self._worker(namespace, pod)
+        rec = next((r for r in (w.inits + w.containers) if r.name == container), None) if w else None
+        return (rec.reason if rec is not None and rec.state == WAITING and rec.reason else "ContainerCreating")
 
 
 __all__ = ["Backoff", "Kubelet", "PodResolver", "PodWorker"]

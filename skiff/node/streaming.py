@@ -47,6 +47,7 @@ class Resolver(Protocol):
     def container_env(self, namespace: str, pod: str, container: str) -> dict[str, str]: ...
     def pod_ip(self, namespace: str, pod: str) -> str | None: ...
     def is_running(self, namespace: str, pod: str, container: str) -> bool: ...
+    def waiting_reason(self, namespace: str, pod: str, container: str) -> str: ...
 
 
 def _status(code: int, reason: str, message: str, details: dict | None = None) -> web.Response:
@@ -55,6 +56,10 @@ def _status(code: int, reason: str, message: str, details: dict | None = None) -
     if details:
         body["details"] = details
     return web.Response(status=code, text=json.dumps(body), content_type="application/json")
+
+
+# How the kubelet words the commonest reasons a container is not running yet, for `kubectl logs`.
+_WAITING_WORDS = {"ErrImagePull": "image can't be pulled", "ImagePullBackOff": "trying and failing to pull image"}
 
 
 def _pod_not_found(pod: str) -> web.Response:
@@ -156,8 +161,9 @@ class StreamingServer:
             if opts.previous:
                 return _status(400, "BadRequest", f'previous terminated container "{container}" in pod "{pod}" '
                                                   f"not found")
+            reason = self.resolver.waiting_reason(ns, pod, container)
             return _status(400, "BadRequest", f'container "{container}" in pod "{pod}" is waiting to start: '
-                                              f"ContainerCreating")
+                                              f"{_WAITING_WORDS.get(reason, reason)}")
         resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
         if not opts.follow or opts.previous:
             body = runtime.read_log(path, opts.tail_lines, opts.timestamps, opts.since, opts.limit_bytes)
@@ -174,8 +180,12 @@ class StreamingServer:
     async def _follow(self, resp: web.StreamResponse, path: str, ns: str, pod: str, container: str,
                       opts: LogOptions) -> None:
         budget = opts.limit_bytes
-        chunks = runtime.follow_log(path, lambda: self.resolver.is_running(ns, pod, container),
-                                    opts.tail_lines, opts.timestamps, opts.since)
+        # Follow this instance of the container, as the kubelet follows one container ID: a restart
+        # (a new log file) ends the stream like the exit does.
+        chunks = runtime.follow_log(
+            path, lambda: self.resolver.is_running(ns, pod, container)
+            and self.resolver.container_log_path(ns, pod, container, False) == path,
+            opts.tail_lines, opts.timestamps, opts.since)
         try:
             async for chunk in chunks:
                 if budget is not None:

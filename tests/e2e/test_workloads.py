@@ -134,8 +134,20 @@ def test_logs_exec_exit_code_and_port_forward(cluster):
         assert r.returncode == 1
         assert r.stderr.strip().endswith('error: unable to upgrade connection: container not found ("never-pulled")'), \
             r.stderr
+        r = k.run("logs", "never-pulled", check=False)
+        assert re.search(r'container "never-pulled" in pod "never-pulled" is waiting to start: '
+                         r"(image can't be pulled|trying and failing to pull image)", r.stderr), r.stderr
     finally:
         k("delete", "pod", "never-pulled", "--now")
+    # `logs -f` follows one run of the container: it ends when that run exits, even as the next one starts.
+    k("run", "short-lived", "--image=busybox", "--", "sh", "-c", "echo started; sleep 1; exit 1")
+    try:
+        wait_for(lambda: "started" in k.run("logs", "short-lived", check=False).stdout, 10)
+        t0 = time.monotonic()
+        r = k.run("logs", "-f", "short-lived", timeout=15)
+        assert r.stdout.startswith("started") and time.monotonic() - t0 < 5
+    finally:
+        k("delete", "pod", "short-lived", "--now")
 
 
 def test_scale_rollout_undo_and_replacement(cluster):

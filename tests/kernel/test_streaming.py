@@ -94,6 +94,9 @@ class Resolver:
         c = p.containers.get(container) if p else None
         return c is not None and c.running
 
+    def waiting_reason(self, namespace, pod, container):
+        return "ContainerCreating"
+
 
 @dataclass
 class Env:
