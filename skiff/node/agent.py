@@ -37,6 +37,7 @@ FORK_SERVER_ENV = "SKIFF_FORK_SERVER"
 # How often the full node status (conditions' heartbeat) is written, as kubelet's
 # nodeStatusReportFrequency; liveness itself is the Lease.
 NODE_STATUS_PERIOD = 10.0
+NODE_STATUS_REPORT = 300.0  # the kubelet's nodeStatusReportFrequency
 
 
 class NodeAgent:
@@ -48,6 +49,7 @@ class NodeAgent:
         self.client = Client.for_state_dir(state_dir, in_cluster=True, user_agent="skiff-node-agent")
         self.machine = nodestatus.machine_info(state_dir)
         self.boot_id = str(uuid.uuid4())
+        self._status_written = 0.0  # monotonic time of the last Node status write
         self.node_uid: str | None = None
         self.kubelet = Kubelet(self.client, self.cfg, node_index, state_dir)
         self.node_informer = Informer(self.client, NODES, field_selector=f"metadata.name={self.name}")
@@ -94,11 +96,18 @@ class NodeAgent:
         await self.write_status(node)
         await self.renew_lease()
 
-    async def write_status(self, node: dict | None = None) -> None:
+    async def write_status(self, node: dict | None = None, force: bool = True) -> None:
+        """Write the Node's status. Unless `force`d, only when something in it changed, or every
+        NODE_STATUS_REPORT seconds, as the kubelet does since node heartbeats moved to Leases: a
+        status rewritten every 10 s for its heartbeat times alone is noise in `kubectl get nodes -w`."""
         node = node or self.node_informer.get(self.name) or await self.client.get(NODES, None, self.name)
         prev = (node.get("status") or {}).get("conditions")
         status = nodestatus.node_status(self.cfg, self.index, self.machine, prev, meta.now_rfc3339(), self.boot_id)
+        if not force and time.monotonic() - self._status_written < NODE_STATUS_REPORT and \
+                nodestatus.without_heartbeats(status) == nodestatus.without_heartbeats(node.get("status") or {}):
+            return
         await self.client.patch(NODES, None, self.name, {"status": status}, "merge", sub="status")
+        self._status_written = time.monotonic()
 
     async def renew_lease(self) -> None:
         ns = nodestatus.LEASE_NAMESPACE
@@ -130,7 +139,7 @@ class NodeAgent:
                 await asyncio.wait_for(self._reassert.wait(), NODE_STATUS_PERIOD)
             self._reassert.clear()
             try:
-                await self.write_status()
+                await self.write_status(force=False)
             except Exception as e:
                 log.warning("node status of %s: %r", self.name, e)
                 await asyncio.sleep(0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
+import uuid
 from dataclasses import dataclass
 
 from skiff.config import ClusterConfig
@@ -100,6 +101,8 @@ def node_conditions(previous: list[dict] | None, now: str) -> list[dict]:
 def node_status(cfg: ClusterConfig, index: int, m: MachineInfo, previous: list[dict] | None, now: str,
                 boot_id: str = "") -> dict:
     res = _resources(m)
+    # Each simulated node is its own machine: a stable identity of its own, as a kind node container has.
+    machine_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"skiff:{cfg.name}/{cfg.node_name(index)}")
     return {
         "addresses": [{"type": "InternalIP", "address": cfg.node_ip(index)},
                       {"type": "Hostname", "address": cfg.node_name(index)}],
@@ -110,9 +113,19 @@ def node_status(cfg: ClusterConfig, index: int, m: MachineInfo, previous: list[d
         "nodeInfo": {
             "architecture": m.arch, "bootID": boot_id, "containerRuntimeVersion": RUNTIME_VERSION,
             "kernelVersion": m.kernel, "kubeProxyVersion": "", "kubeletVersion": KUBELET_VERSION,
-            "machineID": "", "operatingSystem": "linux", "osImage": m.os_image, "systemUUID": "",
+            "machineID": machine_uuid.hex, "operatingSystem": "linux", "osImage": m.os_image,
+            "systemUUID": str(machine_uuid),
         },
     }
+
+
+def without_heartbeats(status: dict) -> dict:
+    """A Node status less what changes on every report (condition heartbeat times): what is left
+    changes only when something about the node does."""
+    out = dict(status)
+    out["conditions"] = [{k: v for k, v in c.items() if k != "lastHeartbeatTime"}
+                         for c in status.get("conditions") or []]
+    return out
 
 
 def node_object(cfg: ClusterConfig, index: int, m: MachineInfo, now: str, boot_id: str = "") -> dict:
