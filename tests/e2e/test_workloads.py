@@ -74,6 +74,18 @@ def test_nodes_registered_with_addresses(cluster):
     assert ("Starting", "kubelet") in seen and ("NodeHasSufficientMemory", "kubelet") in seen, seen
 
 
+def test_an_idle_node_s_status_is_not_rewritten_for_its_heartbeat(cluster):
+    # Liveness travels in the node's Lease; the Node object changes only when the node does, so
+    # `kubectl get nodes -w` stays quiet on an idle cluster (the agent's status loop runs every 10 s).
+    k = cluster.kubectl
+    name = cluster.cfg.node_name(2)
+    before = k("get", "node", name, "-o", "jsonpath={.metadata.resourceVersion}")
+    lease = k("get", "lease", name, "-n", "kube-node-lease", "-o", "jsonpath={.spec.renewTime}")
+    time.sleep(11)
+    assert k("get", "node", name, "-o", "jsonpath={.metadata.resourceVersion}") == before
+    assert k("get", "lease", name, "-n", "kube-node-lease", "-o", "jsonpath={.spec.renewTime}") != lease
+
+
 def test_nodeport_pods_ready_fast_and_spread(cluster):
     k = cluster.kubectl
     t0 = time.monotonic()
