@@ -293,12 +293,11 @@ class PodWorker:
             for w in ws:
                 w.stop()
         was_serving = any(rec.ready for rec in self.containers)
-        for rec in self.inits + self.containers:
-            rec.ready = False
-        self.mark_dirty()
         if was_serving and grace > 0 and not self.k.shutting_down:
-            # Let the not-ready status reach the EndpointSlices and every node's proxy before the
-            # processes stop, so that deleting a pod takes it out of rotation before it stops
+            # The pod stays Ready while it terminates, as on a real cluster: its endpoint turns
+            # ready=false, terminating=true (out of rotation) and serving=true (still a fallback when
+            # no endpoint is ready). Waiting a moment before stopping the processes lets that reach
+            # every node's proxy first, so that deleting a pod takes it out of rotation before it stops
             # answering (what a preStop sleep does on a real cluster).
             await asyncio.sleep(min(DRAIN_SECONDS, grace))
         regular = [r.name for r in self.containers if r.name in self.procs]

@@ -198,6 +198,44 @@ spec:
     assert curl(f"http://{other}:{port}/clientip", timeout=1).returncode != 0  # no local endpoint: dropped
 
 
+def test_a_terminating_pod_stays_ready_and_its_endpoint_serving(cluster):
+    # As on a real cluster: out of rotation at once (ready=false, terminating), but still "serving",
+    # the fallback when no endpoint is ready, until its process exits.
+    k = cluster.kubectl
+    k("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: lingering, labels: {app: lingering}}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    command: [sh, -c, "trap '' TERM; while true; do sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: lingering}
+spec:
+  selector: {app: lingering}
+  ports: [{port: 80}]
+""")
+    try:
+        wait_for(lambda: ready_pods(k, "app=lingering"), 10)
+
+        def conditions() -> dict | None:
+            items = json.loads(k("get", "endpointslices", "-l", "kubernetes.io/service-name=lingering", "-o", "json"))
+            eps = [e for sl in items["items"] for e in sl.get("endpoints") or []]
+            return eps[0]["conditions"] if eps else None
+
+        assert wait_for(conditions, 5) == {"ready": True, "serving": True, "terminating": False}
+        k("delete", "pod", "lingering", "--grace-period=5", "--wait=false")
+        wait_for(lambda: conditions() == {"ready": False, "serving": True, "terminating": True}, 3)
+        row = k("get", "pod", "lingering", "--no-headers").split()
+        assert row[1:3] == ["1/1", "Terminating"], row
+    finally:
+        k("delete", "pod/lingering", "service/lingering", "--now", "--ignore-not-found")
+
+
 def test_no_endpoints_refuses_fast(cluster):
     k = cluster.kubectl
     k("create", "deployment", "empty", "--image=gcr.io/google-samples/hello-app:1.0", "--replicas=1")
