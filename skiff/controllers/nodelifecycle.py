@@ -42,6 +42,7 @@ async def run(ctx) -> None:
     leases_inf = ctx.informer(LEASES)
     pods = ctx.informer(PODS)
     recorder = EventRecorder(client, "node-controller")
+    evictions = EventRecorder(client, "taint-eviction-controller")
     not_ready_since: dict[str, float] = {}
     registered: set[str] = set()  # nodes this controller has announced, as kube's does on first sight
     await ctx.wait_synced(NODES, LEASES, PODS)
@@ -67,10 +68,11 @@ async def run(ctx) -> None:
         for pod in pods.list():
             if pod.get("spec", {}).get("nodeName") != name:
                 continue
-            conds = [c for c in pod.get("status", {}).get("conditions") or []]
+            # Only Ready: nobody can know what the containers do now (kube's MarkPodsNotReady).
+            conds = [dict(c) for c in pod.get("status", {}).get("conditions") or []]
             changed = False
             for c in conds:
-                if c.get("type") in ("Ready", "ContainersReady") and c.get("status") != "False":
+                if c.get("type") == "Ready" and c.get("status") != "False":
                     c.update({"status": "False", "lastTransitionTime": now})
                     changed = True
             if changed:
@@ -80,6 +82,24 @@ async def run(ctx) -> None:
                 except ClientError as e:
                     if e.code != 404:
                         raise
+                await recorder.record(pod, "Warning", "NodeNotReady", "Node is not ready")
+
+    async def evict(pod: dict) -> None:
+        """The taint eviction controller's deletion of a pod whose toleration of the unreachable
+        node ran out: it says so in the pod's conditions and in an Event first."""
+        md = pod["metadata"]
+        await evictions.record(pod, "Normal", "TaintManagerEviction", f"Marking for deletion Pod {md['namespace']}/{md['name']}")
+        conds = [c for c in pod.get("status", {}).get("conditions") or [] if c.get("type") != "DisruptionTarget"]
+        conds.append({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
+                      "message": "Taint manager: deleting due to NoExecute taint", "lastProbeTime": None,
+                      "lastTransitionTime": meta.now_rfc3339()})
+        try:
+            await client.patch(PODS, md["namespace"], md["name"], {"status": {"conditions": conds}}, "merge",
+                               sub="status")
+            await client.delete(PODS, md["namespace"], md["name"])
+        except ClientError as e:
+            if e.code != 404:
+                raise
 
     async def clear_taints(node: dict) -> None:
         taints = [t for t in node.get("spec", {}).get("taints") or [] if t.get("key") != UNREACHABLE]
@@ -105,7 +125,7 @@ async def run(ctx) -> None:
                     for pod in pods.list():
                         if pod.get("spec", {}).get("nodeName") == name and waited >= toleration_seconds(pod) \
                                 and not pod["metadata"].get("deletionTimestamp"):
-                            await client.delete(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+                            await evict(pod)
                 else:
                     not_ready_since.pop(name, None)
                     if ready.get("status") == "True":

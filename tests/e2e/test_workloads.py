@@ -276,15 +276,38 @@ def test_drain_evicts_and_pods_move(cluster):
         k("uncordon", node)
 
 
-def test_stopped_agent_turns_node_not_ready(cluster):
+def test_stopped_agent_turns_node_not_ready_and_its_pods_are_evicted_after_their_toleration(cluster):
+    k = cluster.kubectl
     node = cluster.cfg.node_name(2)
+    k("apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: short-tolerance}}
+spec:
+  nodeName: {node}
+  tolerations: [{{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}}]
+  containers: [{{name: c, image: registry.k8s.io/pause:3.9}}]
+""")
+    wait_for(lambda: is_ready(json.loads(k("get", "pod", "short-tolerance", "-o", "json"))), 10)
     pid = cluster.agent_pid(node)
     os.killpg(pid, signal.SIGSTOP)
     try:
         cluster.wait_node(node, "NotReady")
+        # As the node controller and the taint eviction controller tell it on a real cluster.
+        def reasons() -> list[str]:
+            return k("get", "events", "--field-selector", "involvedObject.name=short-tolerance",
+                     "-o", "jsonpath={.items[*].reason}").split()
+        wait_for(lambda: {"NodeNotReady", "TaintManagerEviction"} <= set(reasons()), 10)
+        pod = json.loads(k("get", "pod", "short-tolerance", "-o", "json"))
+        assert pod["metadata"].get("deletionTimestamp")
+        conds = {c["type"]: c for c in pod["status"]["conditions"]}
+        assert conds["Ready"]["status"] == "False" and conds["ContainersReady"]["status"] == "True"
+        assert (conds["DisruptionTarget"]["reason"], conds["DisruptionTarget"]["message"]) == (
+            "DeletionByTaintManager", "Taint manager: deleting due to NoExecute taint")
     finally:
         os.killpg(pid, signal.SIGCONT)
     cluster.wait_node(node, "Ready")
+    wait_for(lambda: k.run("get", "pod", "short-tolerance", check=False).returncode == 1, 15)
 
 
 def test_up_restarts_a_dead_node_agent(cluster):
