@@ -21,6 +21,7 @@ MAX_PER_SLICE = 100
 MANAGED_BY = "endpointslice-controller.k8s.io"
 SERVICE_NAME = "kubernetes.io/service-name"
 HEADLESS = "service.kubernetes.io/headless"
+MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 
 
 def selects(service: dict, pod: dict) -> bool:
@@ -134,6 +135,14 @@ def service_labels(service: dict) -> dict:
     return labels
 
 
+def managed_service_key(endpoint_slice: dict, manager: str) -> str | None:
+    """`<namespace>/<service>` of a slice that `manager` keeps, else None."""
+    labels = endpoint_slice["metadata"].get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) == manager and labels.get(SERVICE_NAME):
+        return f"{endpoint_slice['metadata']['namespace']}/{labels[SERVICE_NAME]}"
+    return None
+
+
 async def run(ctx) -> None:
     client = ctx.client
     services = ctx.informer(SERVICES)
@@ -151,9 +160,9 @@ async def run(ctx) -> None:
                 queue.add(meta.key_of(svc))
 
     def on_slice(etype: str, sl: dict, old: dict | None) -> None:
-        labels = sl["metadata"].get("labels") or {}
-        if labels.get("endpointslice.kubernetes.io/managed-by") == MANAGED_BY and labels.get(SERVICE_NAME):
-            queue.add(f"{sl['metadata']['namespace']}/{labels[SERVICE_NAME]}")
+        key = managed_service_key(sl, MANAGED_BY)
+        if key:
+            queue.add(key)
 
     pods.add_handler(on_pod)
     slices.add_handler(on_slice)
@@ -163,7 +172,7 @@ async def run(ctx) -> None:
         ns, name = split_key(key)
         svc = services.get(key)
         ours = [s for s in slices.list(ns) if (s["metadata"].get("labels") or {}).get(SERVICE_NAME) == name
-                and (s["metadata"].get("labels") or {}).get("endpointslice.kubernetes.io/managed-by") == MANAGED_BY]
+                and (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY]
         if svc is None or not svc.get("spec", {}).get("selector") or svc["spec"].get("type") == "ExternalName":
             for s in ours:
                 await _delete(SLICES, ns, s["metadata"]["name"])
@@ -179,7 +188,7 @@ async def run(ctx) -> None:
             for i in range(0, max(len(eps), 1), MAX_PER_SLICE):
                 wanted.append((ports, eps[i:i + MAX_PER_SLICE]))
         reuse = sorted(ours, key=lambda s: s["metadata"]["name"])
-        labels = {**service_labels(svc), SERVICE_NAME: name, "endpointslice.kubernetes.io/managed-by": MANAGED_BY}
+        labels = {**service_labels(svc), SERVICE_NAME: name, MANAGED_BY_LABEL: MANAGED_BY}
         for ports, eps in wanted:
             body_spec = {"addressType": "IPv4", "endpoints": eps, "ports": ports}
             existing = reuse.pop(0) if reuse else None

@@ -14,10 +14,9 @@ from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
 from skiff.controllers.base import ENDPOINTS, SERVICES, SLICES
-from skiff.controllers.endpointslice import MAX_PER_SLICE, SERVICE_NAME
+from skiff.controllers.endpointslice import MANAGED_BY_LABEL, MAX_PER_SLICE, SERVICE_NAME, managed_service_key
 
 log = logging.getLogger("skiff.controllers.endpointslicemirroring")
-MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MIRRORING = "endpointslicemirroring-controller.k8s.io"
 SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
 # Endpoints labels that are bookkeeping of their own, not copied onto the slices.
@@ -78,9 +77,9 @@ async def run(ctx) -> None:
     endpoints.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
 
     def on_slice(etype: str, sl: dict, old: dict | None) -> None:
-        labels = sl["metadata"].get("labels") or {}
-        if labels.get(MANAGED_BY_LABEL) == MIRRORING and labels.get(SERVICE_NAME):
-            queue.add(f"{sl['metadata']['namespace']}/{labels[SERVICE_NAME]}")
+        key = managed_service_key(sl, MIRRORING)
+        if key:
+            queue.add(key)
 
     slices.add_handler(on_slice)
     await ctx.wait_synced(SERVICES, ENDPOINTS, SLICES)
