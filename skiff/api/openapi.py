@@ -48,7 +48,7 @@ _SUBRESOURCE_GVK = {
     "Eviction": {"group": "policy", "version": "v1", "kind": "Eviction"},
 }
 # Subresources that are streams or upgrades (kube-apiserver calls them "connect" actions).
-_CONNECT = {"exec", "attach", "portforward"}
+_CONNECT = {"exec", "attach", "portforward", "proxy"}
 
 _DOC_INFO = {"title": "Kubernetes", "version": schema.KUBERNETES_VERSION}
 
@@ -235,6 +235,7 @@ _P = {
     "stderr": ("stderr", "query", "boolean", "Attach standard error."),
     "tty": ("tty", "query", "boolean", "Allocate a terminal."),
     "ports": ("ports", "query", "integer", "Pod ports to forward."),
+    "path": ("path", "query", "string", "The URL path to request through the proxy."),
     "limitBytes": ("limitBytes", "query", "integer", "Stop after this many bytes of log."),
 }
 _LIST_PARAMS = ("allowWatchBookmarks", "continue", "fieldSelector", "labelSelector", "limit",
@@ -245,6 +246,7 @@ _CONNECT_PARAMS = {
     "exec": ("command", "container", "stderr", "stdin", "stdout", "tty"),
     "attach": ("container", "stderr", "stdin", "stdout", "tty"),
     "portforward": ("ports",),
+    "proxy": ("path",),
     "log": ("container", "follow", "limitBytes", "previous", "sinceSeconds", "tailLines", "timestamps"),
 }
 

@@ -63,8 +63,10 @@ def _r(group, version, kind, plural, singular, namespaced, short=(), cats=(), su
 RESOURCES: list[ResourceInfo] = [
     _r("", "v1", "Pod", "pods", "pod", True, ["po"], ["all"],
        {"status": "", "log": "Pod", "exec": "PodExecOptions", "attach": "PodAttachOptions",
-        "portforward": "PodPortForwardOptions", "binding": "Binding", "eviction": "Eviction"}, True),
-    _r("", "v1", "Service", "services", "service", True, ["svc"], ["all"], {"status": ""}, True),
+        "portforward": "PodPortForwardOptions", "proxy": "PodProxyOptions", "binding": "Binding",
+        "eviction": "Eviction"}, True),
+    _r("", "v1", "Service", "services", "service", True, ["svc"], ["all"],
+       {"status": "", "proxy": "ServiceProxyOptions"}, True),
     _r("", "v1", "Namespace", "namespaces", "namespace", False, ["ns"], (), {"status": "", "finalize": ""}, True),
     _r("", "v1", "Node", "nodes", "node", False, ["no"], (), {"status": ""}, True),
     _r("", "v1", "Endpoints", "endpoints", "endpoints", True, ["ep"]),

@@ -36,6 +36,7 @@ class Target:
     namespace: str | None
     name: str | None
     subresource: str | None
+    path: str = ""  # for `proxy`: what follows it, to pass on
 
 
 def parse_target(group: str, version: str, rest: str) -> Target:
@@ -52,11 +53,18 @@ def parse_target(group: str, version: str, rest: str) -> Target:
         raise APIError(404, "NotFound", "the server could not find the requested resource")
     name = parts[1] if len(parts) > 1 else None
     sub = parts[2] if len(parts) > 2 else None
-    if len(parts) > 3 or (sub is not None and sub not in info.subresources):
+    path = ""
+    if sub == "proxy" and sub in info.subresources:
+        # Everything after `proxy/` is the proxied path, slashes (a trailing one too) included.
+        segments = rest.split("/")
+        proxy_at = 2 if namespace is None else 4  # [namespaces, <ns>,] <plural>, <name>, proxy
+        nonempty = [i for i, seg in enumerate(segments) if seg]
+        path = "/".join(segments[nonempty[proxy_at] + 1:])
+    elif len(parts) > 3 or (sub is not None and sub not in info.subresources):
         raise APIError(404, "NotFound", "the server could not find the requested resource")
     if info.namespaced is False and namespace is not None:
         raise APIError(404, "NotFound", "the server could not find the requested resource")
-    return Target(info, namespace, name, sub)
+    return Target(info, namespace, name, sub, path)
 
 
 def _bool(q: str | None) -> bool:
@@ -75,6 +83,8 @@ class ResourceHandler:
         q = request.query
         if t.subresource in ("log", "exec", "attach", "portforward"):
             return await self.server.node_proxy.handle(request, t)
+        if t.subresource == "proxy":
+            return await self.server.proxy.handle(request, t.info, t.namespace or "", t.name or "", t.path)
         if t.info.kind in REVIEW_KINDS:
             return await self.review(request, t)
         if t.name is None:

@@ -18,6 +18,7 @@ from skiff.apiserver import bodies, discovery
 from skiff.apiserver.admission import ServiceAdmission
 from skiff.apiserver.handlers import ResourceHandler
 from skiff.apiserver.nodeproxy import NodeProxy
+from skiff.apiserver.proxy import Proxy
 from skiff.apiserver.registry import Registry
 from skiff.config import ClusterConfig
 from skiff.store.interface import Store
@@ -41,6 +42,7 @@ class APIServer:
         self.registry.admit = self.admission.admit
         self.registry.on_deleted = self.admission.on_deleted
         self.node_proxy = NodeProxy(self)
+        self.proxy = Proxy(self)
         self.resources = ResourceHandler(self)
         self._token = cfg.token.encode()
         self._runner: web.AppRunner | None = None
@@ -197,6 +199,7 @@ class APIServer:
 
     async def stop(self) -> None:
         await self.node_proxy.close()
+        await self.proxy.close()
         if self._runner is not None:
             await self._runner.cleanup()
 

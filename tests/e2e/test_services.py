@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.support import SEED, Cluster, curl, wait_for
+from tests.support import SEED, Cluster, curl, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -120,6 +120,28 @@ def test_a_service_without_selector_reaches_what_its_hand_written_endpoints_name
                                                        "kubernetes.io/service-name=outside").stderr, 5)
     finally:
         k("delete", "service,endpoints", "outside", "--ignore-not-found")
+
+
+def test_kubectl_proxy_reaches_a_pod_and_a_service_as_the_basics_tutorial_does(cluster):
+    k = cluster.kubectl
+    wait_for(lambda: len(ready_pods(k, "app=my-app")) == 3)
+    pod = ready_pods(k, "app=my-app")[0]["metadata"]["name"]
+    port = free_port()
+    proxy = k.popen("proxy", f"--port={port}")
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1/namespaces/default"
+        r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(curl(f"{base}/pods/{pod}:8080/proxy/")), 10)
+        assert f"Hostname: {pod}" in r.stdout
+        names = {re.search(r"Hostname: (\S+)", curl(f"{base}/services/teva-nodeport-service:80/proxy/").stdout).group(1)
+                 for _ in range(20)}
+        assert len(names) >= 2 and all(n.startswith("my-app-") for n in names), names
+        r = curl(f"{base}/services/backend-service/proxy/hostname")
+        assert r.stdout.startswith("backend-"), r.stdout
+        r = curl(f"{base}/services/no-such-service/proxy/", "-w", "%{http_code}")
+        assert r.stdout.endswith("404") and '"services \\"no-such-service\\" not found"' in r.stdout
+    finally:
+        proxy.terminate()
+        proxy.wait(5)
 
 
 def test_load_balancer_gets_address_and_answers(cluster):
