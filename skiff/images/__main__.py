@@ -15,6 +15,8 @@ PROGRAMS = {
     "nginx": "skiff.images.nginx",
     "agnhost": "skiff.images.agnhost",
     "pause": "skiff.images.pause",
+    "kubernetes-bootcamp": "skiff.images.bootcamp",
+    "echo-server": "skiff.images.echo_server",
 }
 
 

@@ -28,6 +28,8 @@ class ImageSpec:
     # Entrypoint scripts that only `exec "$@"`, with the program some of them put in front when
     # the arguments are empty or start with "-" (curl's and bash's do; nginx's does not).
     wrappers: dict[str, str | None] = field(default_factory=dict)
+    # The tags that exist, when not every tag does (a reference with a digest is taken as it is).
+    tags: tuple[str, ...] = ()
 
 
 def _builtin(program: str) -> tuple[str, ...]:
@@ -62,6 +64,19 @@ BUILTIN: tuple[ImageSpec, ...] = (
         repositories=("e2e-test-images/agnhost", "kubernetes-e2e-test-images/agnhost"),
         entrypoint=("/agnhost",), cmd=("pause",),
         programs={"agnhost": _builtin("agnhost"), "agnhost-2": _builtin("agnhost")}),
+    # The Kubernetes Basics tutorial's app: v1 at Google, v2 (its "update your app" step) elsewhere.
+    # Only the tags that exist: the tutorial's rollback step relies on `:v10` failing to pull.
+    ImageSpec(
+        name="kubernetes-bootcamp", reference="gcr.io/google-samples/kubernetes-bootcamp:v1",
+        repositories=("google-samples/kubernetes-bootcamp",), tags=("v1",),
+        cmd=("node", "server.js"), programs={"node": _builtin("kubernetes-bootcamp")}),
+    ImageSpec(
+        name="kubernetes-bootcamp", reference="jocatalin/kubernetes-bootcamp:v2",
+        repositories=("jocatalin/kubernetes-bootcamp",), tags=("v1", "v2"),
+        cmd=("node", "server.js"), programs={"node": _builtin("kubernetes-bootcamp")}),
+    ImageSpec(
+        name="echo-server", reference="kicbase/echo-server:1.0", repositories=("kicbase/echo-server",),
+        entrypoint=("/echo-server",), programs={"echo-server": _builtin("echo-server")}),
     ImageSpec(
         name="pause", reference="registry.k8s.io/pause",
         repositories=("pause", "google_containers/pause", "google-containers/pause"),

@@ -79,7 +79,7 @@ def _find(ref: Reference) -> ImageSpec | None:
         return spec
     path = ref.short_path
     for spec in (*BUILTIN, *generic.GENERIC):
-        if path in spec.repositories:
+        if path in spec.repositories and (not spec.tags or ref.digest or ref.tag in spec.tags):
             return spec
     return None
 

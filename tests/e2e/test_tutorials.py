@@ -1,0 +1,87 @@
+"""Well-known tutorials, step by step as they are written, with the real kubectl: the Kubernetes
+Basics tutorial (kubernetes-bootcamp) and minikube's hello-minikube (kicbase/echo-server).
+
+Needs root: `skiff up` creates network namespaces, links and nftables tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from tests.support import Cluster, curl, free_port, is_ready, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(nodes=2).up()
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+def ready_pods(k, selector: str) -> list[dict]:
+    return [p for p in json.loads(k("get", "pods", "-l", selector, "-o", "json"))["items"]
+            if is_ready(p) and not p["metadata"].get("deletionTimestamp")]
+
+
+def answered(url: str) -> str | None:
+    r = curl(url)
+    return r.stdout if r.returncode == 0 and r.stdout else None
+
+
+def test_kubernetes_basics(cluster):
+    k = cluster.kubectl
+    # Module 2: deploy, then reach the pod through kubectl proxy.
+    k("create", "deployment", "kubernetes-bootcamp", "--image=gcr.io/google-samples/kubernetes-bootcamp:v1")
+    pod = wait_for(lambda: ready_pods(k, "app=kubernetes-bootcamp"), 15)[0]["metadata"]["name"]
+    port = free_port()
+    proxy = k.popen("proxy", f"--port={port}")
+    try:
+        out = wait_for(lambda: answered(f"http://localhost:{port}/api/v1/namespaces/default/pods/{pod}:8080/proxy/"),
+                       10)
+        assert out == f"Hello Kubernetes bootcamp! | Running on: {pod} | v=1\n"
+    finally:
+        proxy.terminate()
+        proxy.wait(5)
+    # Module 3: logs and exec.
+    assert "Kubernetes Bootcamp App Started At: " in k("logs", pod)
+    assert "Running On: " + pod + " | Total Requests: 1 |" in k("logs", pod)
+    assert k("exec", pod, "--", "curl", "-s", "http://localhost:8080").endswith(f"{pod} | v=1\n")
+    # Module 4: a NodePort Service, reached on a node's IP.
+    k("expose", "deployment/kubernetes-bootcamp", "--type=NodePort", "--port", "8080")
+    node_port = k("get", "services/kubernetes-bootcamp", "-o", "go-template={{(index .spec.ports 0).nodePort}}")
+    url = f"http://{cluster.cfg.node_ip(1)}:{node_port}"
+    assert wait_for(lambda: answered(url), 10).startswith("Hello Kubernetes bootcamp! | Running on: kubernetes-bootcamp-")
+    # Module 5: scale to 4; the Service spreads over the replicas.
+    k("scale", "deployments/kubernetes-bootcamp", "--replicas=4")
+    wait_for(lambda: len(ready_pods(k, "app=kubernetes-bootcamp")) == 4, 15)
+    seen = {re.search(r"Running on: (\S+)", answered(url) or "").group(1) for _ in range(30)}
+    assert len(seen) >= 2, seen
+    # Module 6: update to v2, then to a tag that does not exist, and roll back.
+    k("set", "image", "deployments/kubernetes-bootcamp", "kubernetes-bootcamp=docker.io/jocatalin/kubernetes-bootcamp:v2")
+    assert "successfully rolled out" in k("rollout", "status", "deployments/kubernetes-bootcamp", "--timeout=60s")
+    assert wait_for(lambda: (answered(url) or "").endswith("| v=2\n") or None, 10)
+    k("set", "image", "deployments/kubernetes-bootcamp", "kubernetes-bootcamp=gcr.io/google-samples/kubernetes-bootcamp:v10")
+    wait_for(lambda: "ImagePullBackOff" in k("get", "pods") or "ErrImagePull" in k("get", "pods"), 15)
+    k("rollout", "undo", "deployments/kubernetes-bootcamp")
+    assert "successfully rolled out" in k("rollout", "status", "deployments/kubernetes-bootcamp", "--timeout=60s")
+    assert (answered(url) or "").endswith("| v=2\n")
+
+
+def test_hello_minikube(cluster):
+    k = cluster.kubectl
+    k("create", "deployment", "hello-minikube", "--image=kicbase/echo-server:1.0")
+    k("expose", "deployment", "hello-minikube", "--type=NodePort", "--port=8080")
+    pod = wait_for(lambda: ready_pods(k, "app=hello-minikube"), 15)[0]["metadata"]["name"]
+    node_port = k("get", "svc", "hello-minikube", "-o", "jsonpath={.spec.ports[0].nodePort}")
+    host = f"{cluster.cfg.node_ip(0)}:{node_port}"
+    out = wait_for(lambda: answered(f"http://{host}/hello?x=1"), 10)
+    assert out.startswith(f"Request served by {pod}\n\nHTTP/1.1 GET /hello?x=1\n\nHost: {host}\nAccept: */*\nUser-Agent: curl/")
+    assert k("logs", pod).strip() == "Echo server listening on port 8080."
