@@ -17,6 +17,7 @@ PROGRAMS = {
     "pause": "skiff.images.pause",
     "kubernetes-bootcamp": "skiff.images.bootcamp",
     "echo-server": "skiff.images.echo_server",
+    "echoserver": "skiff.images.echoserver",
 }
 
 

@@ -78,6 +78,11 @@ BUILTIN: tuple[ImageSpec, ...] = (
         name="echo-server", reference="kicbase/echo-server:1.0", repositories=("kicbase/echo-server",),
         entrypoint=("/echo-server",), programs={"echo-server": _builtin("echo-server")}),
     ImageSpec(
+        name="echoserver", reference="registry.k8s.io/echoserver:1.10",
+        repositories=("echoserver", "google_containers/echoserver", "google-containers/echoserver"),
+        tags=("1.4", "1.8", "1.9", "1.10"), cmd=("nginx", "-g", "daemon off;"),
+        programs={"nginx": _builtin("echoserver")}),
+    ImageSpec(
         name="pause", reference="registry.k8s.io/pause",
         repositories=("pause", "google_containers/pause", "google-containers/pause"),
         entrypoint=("/pause",), programs={"pause": _builtin("pause")}),

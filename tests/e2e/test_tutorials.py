@@ -85,3 +85,32 @@ def test_hello_minikube(cluster):
     out = wait_for(lambda: answered(f"http://{host}/hello?x=1"), 10)
     assert out.startswith(f"Request served by {pod}\n\nHTTP/1.1 GET /hello?x=1\n\nHost: {host}\nAccept: */*\nUser-Agent: curl/")
     assert k("logs", pod).strip() == "Echo server listening on port 8080."
+
+
+def test_using_source_ip(cluster):
+    # kubernetes.io's "Using Source IP" tutorial, NodePort part: masqueraded by default, the client's
+    # own address with externalTrafficPolicy Local, and only from the node that has the endpoint.
+    k = cluster.kubectl
+    k("create", "deployment", "source-ip-app", "--image=registry.k8s.io/echoserver:1.10")
+    k("expose", "deployment", "source-ip-app", "--name=nodeport", "--port=80", "--target-port=8080", "--type=NodePort")
+    pod = wait_for(lambda: ready_pods(k, "app=source-ip-app"), 15)[0]
+    node_port = k("get", "-o", "jsonpath={.spec.ports[0].nodePort}", "services", "nodeport")
+    nodes = [cluster.cfg.node_ip(i) for i in range(cluster.nodes)]
+
+    def client_address(node: str) -> str | None:
+        out = answered(f"http://{node}:{node_port}")
+        m = re.search(r"^\tclient_address=(\S+)$", out or "", re.M)
+        return m.group(1) if m else None
+
+    host = str(cluster.cfg.host_ip)
+    for node in nodes:
+        seen = wait_for(lambda node=node: client_address(node), 10)
+        assert seen != host  # SNAT: the node (or its pod gateway) talks to the pod
+    out = answered(f"http://{nodes[0]}:{node_port}")
+    assert out.startswith(f"\n\nHostname: {pod['metadata']['name']}\n\nPod Information:\n\t-no pod information available-")
+    k("patch", "svc", "nodeport", "-p", '{"spec":{"externalTrafficPolicy":"Local"}}')
+    local = next(i for i, n in enumerate(nodes) if cluster.cfg.node_name(i) == pod["spec"]["nodeName"])
+    assert wait_for(lambda: client_address(nodes[local]) == host or None, 10)
+    other = nodes[1 - local]
+    r = curl(f"http://{other}:{node_port}", "--connect-timeout", "1")
+    assert r.returncode != 0  # that node has no endpoint: it drops, as in the tutorial
