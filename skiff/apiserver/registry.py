@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -422,17 +423,19 @@ class Registry:
                 finalizers.append("orphan")
             ns_finalizers = info.kind == "Namespace" and obj.get("spec", {}).get("finalizers")
             if finalizers or grace > 0 or ns_finalizers:
-                if md.get("deletionTimestamp") and (grace >= md.get("deletionGracePeriodSeconds", 0) or
-                                                    grace > 0 and not finalizers):
-                    return obj, False  # already terminating; a longer grace cannot extend it
+                current = md.get("deletionGracePeriodSeconds")
+                if md.get("deletionTimestamp") and finalizers == list(md.get("finalizers") or []) and \
+                        (current is None or grace >= current):
+                    return obj, False  # already terminating: a grace period can be shortened, never extended
                 new = clone(obj)
                 nmd = new["metadata"]
                 nmd["finalizers"] = finalizers
                 if not finalizers:
                     nmd.pop("finalizers")
-                if not nmd.get("deletionTimestamp"):
-                    nmd["deletionTimestamp"] = meta.now_rfc3339()
-                nmd["deletionGracePeriodSeconds"] = grace
+                if not nmd.get("deletionTimestamp") or current is None or grace < current:
+                    # As kube-apiserver: the time by which the object is to be gone.
+                    nmd["deletionTimestamp"] = meta.rfc3339(time.time() + grace)
+                    nmd["deletionGracePeriodSeconds"] = grace
                 if info.kind == "Namespace":
                     new.setdefault("status", {})["phase"] = "Terminating"
                 if info.kind == "Pod" and grace == 0 and not finalizers:

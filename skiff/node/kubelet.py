@@ -20,7 +20,9 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from skiff.api.resources import lookup
@@ -40,7 +42,7 @@ from skiff.net import names
 from skiff.net.ipam import PodIPAM
 from skiff.net.ns import ensure_pin_dir, remove_pin_dir
 from skiff.net.plan import pod_gateway
-from skiff.node import envvars, probes, runtime
+from skiff.node import envvars, lifecycle, probes, runtime
 from skiff.node.podstatus import (
     RUNNING,
     TERMINATED,
@@ -129,6 +131,7 @@ def _pod_label(pod: dict) -> str:
 
 
 DRAIN_SECONDS = 0.5
+POST_START_TIMEOUT = 3600.0  # the kubelet sets none; a hook that never returns holds its container back
 
 
 def _grace(pod: dict) -> float:
@@ -180,6 +183,10 @@ class PodWorker:
         self.terminal = False
         self.removed = False  # gone from the API
         self._stop = asyncio.Event()
+        # While the pod terminates: when its grace period ends (monotonic), and a signal that it now
+        # ends sooner (a second delete with a shorter grace period, or the object removed).
+        self._kill_deadline: float | None = None
+        self._grace_shrunk = asyncio.Event()
         self._dirty = asyncio.Event()
         self._last_written: dict = dict(pod.get("status") or {})
         self._written_rv = 0
@@ -230,10 +237,32 @@ class PodWorker:
             self.mark_dirty()
         if pod["metadata"].get("deletionTimestamp"):
             self._stop.set()
+            self._shorten_grace(_grace(pod))
 
     def gone(self) -> None:
         self.removed = True
         self._stop.set()
+        self._shorten_grace(0)
+
+    def _shorten_grace(self, grace: float) -> None:
+        """A termination under way ends by now + `grace` if that is sooner, as the kubelet honours a
+        shorter grace period given while a pod is already terminating."""
+        if self._kill_deadline is not None and time.monotonic() + grace < self._kill_deadline:
+            self._kill_deadline = time.monotonic() + grace
+            self._grace_shrunk.set()
+
+    async def _until_deadline(self, fut: asyncio.Future, deadline: Callable[[], float], floor: float = 0.0) -> bool:
+        """Wait for `fut` until `deadline()` (or `floor`, if later), which a shorter grace period may move
+        earlier meanwhile: whether `fut` finished."""
+        while not fut.done():
+            self._grace_shrunk.clear()
+            remaining = max(deadline(), floor) - time.monotonic()
+            if remaining <= 0:
+                break
+            shrunk = asyncio.ensure_future(self._grace_shrunk.wait())
+            await asyncio.wait({fut, shrunk}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            shrunk.cancel()
+        return fut.done()
 
     def mark_dirty(self) -> None:
         self._dirty.set()
@@ -287,6 +316,7 @@ class PodWorker:
 
     async def _teardown(self, grace: float) -> None:
         """Stop every container (regular ones first, then init/sidecars), then the sandbox."""
+        self._kill_deadline = time.monotonic() + grace
         for task in self.runners.values():
             task.cancel()
         for ws in self.probe_workers.values():
@@ -312,13 +342,44 @@ class PodWorker:
         self.terminal = True
         self.mark_dirty()
 
+    def _exec_fn(self, name: str):
+        """How hooks and probes run a command in container `name`."""
+        sb, env = self.sandbox, self.envs.get(name, {})
+
+        async def run_exec(argv, timeout: float):
+            assert sb is not None
+            return await exec_in_container(sb, list(argv), env, timeout=timeout)
+        return run_exec
+
     async def _kill(self, name: str, grace: float, message: str) -> None:
         proc = self.procs.get(name)
         if proc is None or not proc.running:
             return
-        _, init = self.spec_of(name)
-        self.k.event(self.pod, "Normal", "Killing", message, self._field_path(name, init))
-        code = await proc.stop(grace)
+        c, init = self.spec_of(name)
+        fp = self._field_path(name, init)
+        self.k.event(self.pod, "Normal", "Killing", message, fp)
+        # The pod's termination has one deadline for all its containers (and a shorter grace period
+        # given meanwhile moves it); a container killed on its own (liveness) has its own.
+        own = time.monotonic() + grace
+        pod_deadline = self._kill_deadline
+
+        def deadline() -> float:
+            return self._kill_deadline if pod_deadline is not None and self._kill_deadline is not None else own
+        hook = (c.get("lifecycle") or {}).get("preStop")
+        if hook and deadline() > time.monotonic() and self.sandbox is not None:
+            # The hook spends the grace period; one still running when it is over is abandoned.
+            run = asyncio.ensure_future(lifecycle.run_handler(hook, self.sandbox.ip, c, self._exec_fn(name),
+                                                              deadline() - time.monotonic()))
+            if not await self._until_deadline(run, deadline):
+                run.cancel()
+            elif not run.result()[0]:  # the hook's output stays out of the Event: it may hold secrets
+                self.k.event(self.pod, "Warning", "FailedPreStopHook", "PreStopHook failed", fp)
+        proc.signal(signal.SIGTERM)
+        exited = asyncio.ensure_future(proc.wait())
+        floor = 0.0 if self.k.shutting_down else time.monotonic() + lifecycle.MIN_STOP_GRACE
+        if not await self._until_deadline(exited, deadline, floor=floor):
+            proc.signal(signal.SIGKILL)
+        code = await exited
         rec = self.record_of(name)
         if rec is not None and rec.state == RUNNING:
             rec.terminate(code, proc.started_at, proc.finished_at or time.time())
@@ -508,6 +569,16 @@ class PodWorker:
             return 128
         self.instances[rec.name] = instance
         self.procs[rec.name] = proc
+        hook = (c.get("lifecycle") or {}).get("postStart")
+        if hook:
+            # The container counts as running only once its postStart hook has completed.
+            ok, why = await lifecycle.run_handler(hook, sb.ip, c, self._exec_fn(rec.name), POST_START_TIMEOUT)
+            if not ok:
+                log.info("pod %s container %s: postStart hook failed: %s", self.name, rec.name, why)
+                # As the kubelet: the Event says only that it failed, since the hook's output may hold secrets.
+                self.k.event(self.pod, "Warning", "FailedPostStartHook", "PostStartHook failed", fp)
+                self.k.event(self.pod, "Normal", "Killing", "FailedPostStartHook", fp)
+                await proc.stop(float(self.pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)))
         rec.state, rec.reason, rec.message = RUNNING, None, None
         rec.started_at, rec.exit_code, rec.finished_at = proc.started_at, None, None
         self.k.event(self.pod, "Normal", "Started", f"Started container {rec.name}", fp)

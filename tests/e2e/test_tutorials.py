@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -114,3 +115,74 @@ def test_using_source_ip(cluster):
     other = nodes[1 - local]
     r = curl(f"http://{other}:{node_port}", "--connect-timeout", "1")
     assert r.returncode != 0  # that node has no endpoint: it drops, as in the tutorial
+
+
+TERMINATION_TUTORIAL = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-deployment
+  labels:
+    app: nginx
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      terminationGracePeriodSeconds: 120 # extra long grace period
+      containers:
+      - name: nginx
+        image: nginx:latest
+        ports:
+        - containerPort: 80
+        lifecycle:
+          preStop:
+            exec:
+              command: [
+                "/bin/sh", "-c", "sleep 180"
+              ]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx-service
+spec:
+  selector:
+    app: nginx
+  ports:
+    - protocol: TCP
+      port: 80
+      targetPort: 80
+"""
+
+
+def test_termination_behavior_for_pods_and_their_endpoints(cluster):
+    # kubernetes.io's "Explore Termination Behavior for Pods And Their Endpoints": the preStop hook
+    # keeps the deleted pod Terminating, and its endpoint stays serving (but not ready) meanwhile.
+    k = cluster.kubectl
+    k("apply", "-f", "-", input=TERMINATION_TUTORIAL)
+    old = wait_for(lambda: ready_pods(k, "app=nginx"), 15)[0]["metadata"]["name"]
+    k("delete", "pod", old, "--wait=false")
+
+    def conditions() -> dict:
+        slices = json.loads(k("get", "endpointslice", "-o", "json", "-l", "kubernetes.io/service-name=nginx-service"))
+        return {e["targetRef"]["name"]: e["conditions"] for s in slices["items"] for e in s.get("endpoints") or []}
+
+    def replaced() -> dict | None:
+        c = conditions()
+        return c if len(c) == 2 and any(v["ready"] for n, v in c.items() if n != old) else None
+
+    c = wait_for(replaced, 15)
+    assert c[old] == {"ready": False, "serving": True, "terminating": True}
+    time.sleep(3)  # the preStop hook still holds it: without one, nginx would have stopped by now
+    row = k("get", "pod", old, "--no-headers").split()
+    assert row[1:3] == ["1/1", "Terminating"], row
+    reasons = k("get", "events", "--field-selector", f"involvedObject.name={old}", "-o", "jsonpath={.items[*].reason}")
+    assert "Killing" in reasons.split() and "FailedPreStopHook" not in reasons.split()
+    k("delete", "pod", old, "--grace-period=1")  # a shorter grace cuts the hook short
+    k("delete", "-f", "-", input=TERMINATION_TUTORIAL)
