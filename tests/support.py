@@ -257,5 +257,7 @@ def wait_for(pred, timeout: float = 10, interval: float = 0.05):
 
 
 def is_ready(obj: dict) -> bool:
-    """The object's Ready condition is True (pods and nodes)."""
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions") or [])
+    """The object's Ready condition is True and it is not being deleted (pods and nodes). A pod stays
+    Ready while it terminates, as on a real cluster, but no test should pick one of those."""
+    return not obj.get("metadata", {}).get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions") or [])
