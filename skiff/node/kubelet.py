@@ -977,6 +977,12 @@ class PodResolver:
         proc = w.procs.get(container)
         return proc is not None and proc.running
 
+    def started_at(self, namespace: str, pod: str, container: str) -> float | None:
+        """When the container's current run started (Unix time), if it is running."""
+        w = self._worker(namespace, pod)
+        proc = w.procs.get(container) if w is not None else None
+        return proc.started_at if proc is not None and proc.running else None
+
     def waiting_reason(self, namespace: str, pod: str, container: str) -> str:
         """Why the container has not started: its waiting reason as the pod status shows it."""
         w = self._worker(namespace, pod)

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import time
 from typing import Protocol
 
 import aiohttp
@@ -48,6 +49,7 @@ class Resolver(Protocol):
     def pod_ip(self, namespace: str, pod: str) -> str | None: ...
     def is_running(self, namespace: str, pod: str, container: str) -> bool: ...
     def waiting_reason(self, namespace: str, pod: str, container: str) -> str: ...
+    def started_at(self, namespace: str, pod: str, container: str) -> float | None: ...
 
 
 def _status(code: int, reason: str, message: str, details: dict | None = None) -> web.Response:
@@ -57,6 +59,8 @@ def _status(code: int, reason: str, message: str, details: dict | None = None) -
         body["details"] = details
     return web.Response(status=code, text=json.dumps(body), content_type="application/json")
 
+
+ATTACH_CATCH_UP = 3.0  # seconds after a container's start within which an attach replays its output
 
 # How the kubelet words the commonest reasons a container is not running yet, for `kubectl logs`.
 _WAITING_WORDS = {"ErrImagePull": "image can't be pulled", "ImagePullBackOff": "trying and failing to pull image"}
@@ -248,9 +252,14 @@ class StreamingServer:
         ws, protocol = await self._upgrade(request, execproto.SUPPORTED_PROTOCOLS)
         if ws is None:
             return _status(400, "BadRequest", "Upgrade request required")
+        # A container here starts in milliseconds, where a runtime takes a good part of a second, so a
+        # short command (`kubectl run -i --rm ... -- curl -s URL`) would be done before kubectl attaches.
+        # An attach that soon after the start gets the run's output from its beginning.
+        started = self.resolver.started_at(ns, pod, container)
         await self._track(streaming_exec.serve_attach(
             ws, protocol, path, lambda: self.resolver.is_running(ns, pod, container),
-            stdout=_flag(request, "stdout"), stderr=_flag(request, "stderr")))
+            stdout=_flag(request, "stdout"), stderr=_flag(request, "stderr"),
+            from_start=started is not None and time.time() - started < ATTACH_CATCH_UP))
         return ws
 
     async def _track(self, coro) -> None:

@@ -261,11 +261,13 @@ async def serve_attach(
     stdout: bool,
     stderr: bool,
     poll_interval: float = 0.1,
+    from_start: bool = False,
 ) -> None:
-    """Stream the container's output from now until it stops, then a Success status and close."""
+    """Stream the container's output from now (or `from_start`, all of this run's) until it stops,
+    then a Success status and close."""
     sender = _Sender(ws)
     try:
-        offset = os.path.getsize(log_path)
+        offset = 0 if from_start else os.path.getsize(log_path)
     except OSError:
         offset = 0
     wanted = {"stdout": execproto.STDOUT if stdout else None, "stderr": execproto.STDERR if stderr else None}

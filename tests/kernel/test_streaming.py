@@ -97,6 +97,9 @@ class Resolver:
     def waiting_reason(self, namespace, pod, container):
         return "ContainerCreating"
 
+    def started_at(self, namespace, pod, container):
+        return None
+
 
 @dataclass
 class Env:
