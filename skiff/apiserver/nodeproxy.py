@@ -15,6 +15,7 @@ from aiohttp import web
 
 from skiff.api import errors
 from skiff.api.resources import lookup
+from skiff.apiserver.upstream import UpstreamSession
 
 if TYPE_CHECKING:
     from skiff.apiserver.handlers import Target
@@ -27,17 +28,14 @@ NODES = lookup("", "v1", "nodes")
 class NodeProxy:
     def __init__(self, server: APIServer):
         self.server = server
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream = UpstreamSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
-        return self._session
+        return self._upstream.get()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._upstream.close()
 
     async def _agent_base(self, pod: dict) -> str:
         node_name = pod.get("spec", {}).get("nodeName")

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from skiff.api import errors
 from skiff.api.resources import lookup
+from skiff.apiserver.upstream import UpstreamSession
 
 if TYPE_CHECKING:
     from skiff.apiserver.server import APIServer
@@ -80,18 +81,16 @@ def service_endpoints(service: dict, slices: list[dict], port: str) -> list[tupl
 class Proxy:
     def __init__(self, server: APIServer):
         self.server = server
-        self._session: aiohttp.ClientSession | None = None
+        # Bodies pass through as they come (compressed stays compressed), as a proxy should.
+        self._upstream = UpstreamSession(auto_decompress=False,
+                                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(auto_decompress=False,
-                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
-        return self._session
+        return self._upstream.get()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._upstream.close()
 
     async def handle(self, request: web.Request, info, namespace: str, id_: str, path: str) -> web.StreamResponse:
         try:

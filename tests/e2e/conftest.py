@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import ControlPlane
+from tests.support import Cluster, ControlPlane
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +17,14 @@ def cp():
         yield plane
     finally:
         plane.cleanup()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A two-node cluster, one per test module; a module that needs more nodes or other settings
+    defines its own `cluster`."""
+    c = Cluster(nodes=2).up()
+    try:
+        yield c
+    finally:
+        c.down()

@@ -27,15 +27,6 @@ from tests.support import SEED, Cluster, curl, unique_name, wait_for
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(nodes=2).up()
-    try:
-        yield c
-    finally:
-        c.down()
-
-
 
 def backends(names: list[str], port_name: str | None = "http") -> str:
     docs = []

@@ -14,20 +14,11 @@ import time
 
 import pytest
 
-from tests.support import Cluster, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 IMAGE = "gcr.io/google-samples/hello-app:1.0"
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(nodes=2).up()
-    try:
-        yield c
-    finally:
-        c.down()
 
 
 def _pod(k, name: str) -> dict:

@@ -13,18 +13,9 @@ import time
 
 import pytest
 
-from tests.support import Cluster, curl, free_port, is_ready, wait_for
+from tests.support import curl, free_port, is_ready, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = Cluster(nodes=2).up()
-    try:
-        yield c
-    finally:
-        c.down()
 
 
 def ready_pods(k, selector: str) -> list[dict]:
