@@ -67,8 +67,10 @@ class EventRecorder:
         self.host = host
         self._seen: dict[tuple, tuple[str, int]] = {}
 
-    async def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None
-                     ) -> None:
+    async def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None,
+                     at: float | None = None) -> None:
+        """Write the Event (or count a repeat). `at` is when it happened (Unix time), if not now: an
+        Event written later still sorts, by name and by time, where it happened."""
         md = obj["metadata"]
         ns = md.get("namespace") or "default"
         ref: dict[str, Any] = {"kind": obj.get("kind"), "namespace": md.get("namespace"), "name": md["name"],
@@ -77,7 +79,8 @@ class EventRecorder:
         if field_path:
             ref["fieldPath"] = field_path
         key = (ns, md.get("uid"), reason, message, etype, field_path)
-        now = meta.now_rfc3339()
+        when = time.time() if at is None else at
+        now = meta.rfc3339(when)
         try:
             prev = self._seen.get(key)
             if prev is not None:
@@ -94,7 +97,7 @@ class EventRecorder:
             ev = {
                 "apiVersion": "v1", "kind": "Event",
                 # Named like kube's recorder (<object>.<hex nanoseconds>), so listing order is creation order.
-                "metadata": {"name": f"{md['name']}.{time.time_ns():x}", "namespace": ns},
+                "metadata": {"name": f"{md['name']}.{int(when * 1e9):x}", "namespace": ns},
                 "eventTime": None,
                 "involvedObject": ref, "reason": reason, "message": message, "type": etype,
                 "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
@@ -128,15 +131,15 @@ class BackgroundEvents:
     def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="events")
-        self._queue.put_nowait((time.monotonic(), obj, etype, reason, message, field_path))
+        self._queue.put_nowait((time.monotonic(), time.time(), obj, etype, reason, message, field_path))
 
     async def _run(self) -> None:
         while True:
-            queued, obj, etype, reason, message, field_path = await self._queue.get()
+            queued, happened, obj, etype, reason, message, field_path = await self._queue.get()
             try:
                 while self.busy() and time.monotonic() < queued + self.max_delay:
                     await asyncio.sleep(self.poll)
-                await self.recorder.record(obj, etype, reason, message, field_path)
+                await self.recorder.record(obj, etype, reason, message, field_path, at=happened)
             except asyncio.CancelledError:
                 raise
             except Exception as e:

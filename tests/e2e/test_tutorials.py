@@ -77,6 +77,9 @@ def test_hello_minikube(cluster):
     out = wait_for(lambda: answered(f"http://{host}/hello?x=1"), 10)
     assert out.startswith(f"Request served by {pod}\n\nHTTP/1.1 GET /hello?x=1\n\nHost: {host}\nAccept: */*\nUser-Agent: curl/")
     assert k("logs", pod).strip() == "Echo server listening on port 8080."
+    # `kubectl get events` lists them in the order they happened, the scheduler's first.
+    reasons = k("get", "events", "--field-selector", f"involvedObject.name={pod}", "-o", "jsonpath={.items[*].reason}")
+    assert reasons.split()[:4] == ["Scheduled", "Pulled", "Created", "Started"], reasons
 
 
 def test_using_source_ip(cluster):
