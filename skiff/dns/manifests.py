@@ -18,8 +18,10 @@ READY_PORT = 8181
 
 
 def dns_args(cfg: ClusterConfig) -> list[str]:
+    # TTL 30, as the Corefile kubeadm and kind install (`kubernetes ... { ttl 30 }`); CoreDNS's own
+    # default, which the server keeps, is 5.
     args = ["--domain", cfg.cluster_domain, "--service-cidr", cfg.service_cidr, "--pod-cidr", cfg.pod_cidr,
-            "--dns-ip", cfg.dns_service_ip]
+            "--dns-ip", cfg.dns_service_ip, "--ttl", "30"]
     for upstream in cfg.dns_upstreams:
         args += ["--upstream", upstream]
     return args

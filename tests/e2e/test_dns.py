@@ -165,6 +165,9 @@ spec:
         out = k("exec", "-i", "dnsutils", "--", "nslookup", "kubernetes.default")
         assert "Server:\t\t10.96.0.10" in out
         assert "Name:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1" in out
+        # The TTL of a kubeadm or kind cluster's Corefile.
+        answer = k("exec", "dnsutils", "--", "dig", "+noall", "+answer", "kubernetes.default.svc.cluster.local")
+        assert answer.split()[1:] == ["30", "IN", "A", "10.96.0.1"], answer
     finally:
         k("delete", "pod", "dnsutils", "--now")
 
