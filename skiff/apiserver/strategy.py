@@ -13,8 +13,9 @@ from skiff.api.resources import ResourceInfo
 from skiff.api.validation import meta as meta_validation
 from skiff.api.validation import networking, service, workloads
 
-# Types whose spec changes bump metadata.generation (kube does this for types with a spec/status split).
-_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Service", "Ingress", "Pod", "Namespace", "Node"}
+# Types whose strategy in kube-apiserver sets metadata.generation on create and bumps it on spec
+# changes. Services, Namespaces and Nodes have none: `get -o yaml` shows no generation for them.
+_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice", "Pod"}
 
 
 def name_validator(info: ResourceInfo) -> Callable[[str], list[str]]:

@@ -93,6 +93,10 @@ def test_get_svc_columns(kubectl, ns):
     assert header.split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     by_name = {r.split()[0]: r.split() for r in rows}
     assert by_name["teva-nodeport-service"][1] == "NodePort"
+    # Generation is for kinds whose strategy tracks it (Deployments, Ingresses, ...), not Services.
+    svc = json.loads(kubectl("get", "svc", "teva-nodeport-service", "-n", ns, "-o", "json"))
+    deploy = json.loads(kubectl("get", "deploy", "my-app", "-n", ns, "-o", "json"))
+    assert "generation" not in svc["metadata"] and deploy["metadata"]["generation"] == 1
     assert by_name["teva-nodeport-service"][4] == "80:30008/TCP"
     assert by_name["backend-service"][3] == "<none>"
     assert by_name["backend"][1] == "LoadBalancer"
