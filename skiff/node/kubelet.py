@@ -131,6 +131,7 @@ def _pod_label(pod: dict) -> str:
 
 
 DRAIN_SECONDS = 0.5
+EXIT_SHOWN_SECONDS = 1.0  # a crashed container's exit stays in its status this long before its back-off
 POST_START_TIMEOUT = 3600.0  # the kubelet sets none; a hook that never returns holds its container back
 
 
@@ -480,6 +481,12 @@ class PodWorker:
             finished = time.time()
             wait = backoff.wait_time(finished, finished)
             if wait > 0:
+                # As the kubelet's next sync does: the exit (Error, Completed) shows first, a moment
+                # later the back-off, so `kubectl get pods -w` alternates Error and CrashLoopBackOff.
+                self.mark_dirty()
+                shown = min(EXIT_SHOWN_SECONDS, wait)
+                await asyncio.sleep(shown)
+                wait -= shown
                 rec.last_terminated = rec.terminated_dict()
                 rec.state, rec.reason = WAITING, "CrashLoopBackOff"
                 rec.message = (f"back-off {go_duration(backoff.delay or 0)} restarting failed container={rec.name} "

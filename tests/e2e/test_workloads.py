@@ -220,6 +220,32 @@ def test_kill_9_restarts_container(cluster):
     assert row[3] == "1", row
 
 
+def test_a_crashing_container_shows_error_then_crash_loop_back_off(cluster):
+    k = cluster.kubectl
+    k("run", "crashy", "--image=busybox", "--restart=Always", "--", "sh", "-c", "echo boom; exit 3")
+    watch = k.popen("get", "pod", "crashy", "-w", "--no-headers")
+    try:
+        def statuses() -> list[str]:
+            return [line.split()[2] for line in lines if len(line.split()) > 2]
+        lines: list[str] = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and "CrashLoopBackOff" not in statuses():
+            line = watch.stdout.readline()
+            if line:
+                lines.append(line)
+        seen = statuses()
+        # The second exit shows as Error, then the 10 s back-off (the first restart is immediate).
+        assert "Error" in seen and "CrashLoopBackOff" in seen, lines
+        assert seen.index("Error") < seen.index("CrashLoopBackOff"), lines
+        state = json.loads(k("get", "pod", "crashy", "-o", "json"))["status"]["containerStatuses"][0]
+        assert state["state"]["waiting"]["message"].startswith("back-off 10s restarting failed container=crashy pod=")
+        assert state["lastState"]["terminated"]["exitCode"] == 3 and "boom" in k("logs", "crashy", "--previous")
+    finally:
+        watch.terminate()
+        watch.wait(5)
+        k("delete", "pod", "crashy", "--now")
+
+
 def test_failing_readiness_probe_turns_pod_not_ready(cluster, tmp_path):
     k = cluster.kubectl
     flag = tmp_path / "ready"
