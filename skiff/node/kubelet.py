@@ -415,9 +415,9 @@ class PodWorker:
             await task
             if not init_done(rec):
                 return  # failed with restartPolicy Never: the pod is Failed
-        for rec in self.containers:
-            if rec.reason == "PodInitializing":
-                rec.reason = "ContainerCreating"
+        # The containers keep waiting as PodInitializing until they start (the kubelet's default
+        # reason for a pod with init containers), so `kubectl get pods` shows Init:N/M, PodInitializing,
+        # Running.
         self.mark_dirty()
         for rec in self.containers:
             c, _ = self.spec_of(rec.name)
@@ -739,7 +739,8 @@ class PodWorker:
         if self._stop.is_set() or self.terminal:
             return False
         for rec in self.containers:
-            if rec.state == TERMINATED or (rec.state == WAITING and rec.reason != "ContainerCreating"):
+            if rec.state == TERMINATED or (rec.state == WAITING and rec.reason not in ("ContainerCreating",
+                                                                                      "PodInitializing")):
                 return False  # an exit or an error: the user should see it now
         spec_of = {c.get("name"): c for c in self.pod.get("spec", {}).get("containers") or []}
         return not all(rec.state == RUNNING and rec.started

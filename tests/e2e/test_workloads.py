@@ -246,6 +246,25 @@ def test_a_crashing_container_shows_error_then_crash_loop_back_off(cluster):
         k("delete", "pod", "crashy", "--now")
 
 
+def test_init_containers_show_as_init_then_pod_initializing(cluster):
+    k = cluster.kubectl
+    k("apply", "-f", "-", input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: with-init}
+spec:
+  initContainers: [{name: setup, image: busybox, command: [sh, -c, "sleep 3"]}]
+  containers: [{name: app, image: registry.k8s.io/pause:3.9}]
+""")
+    try:
+        wait_for(lambda: k("get", "pod", "with-init", "--no-headers").split()[2] == "Init:0/1", 10)
+        r = k.run("logs", "with-init", "-c", "app", check=False)
+        assert 'container "app" in pod "with-init" is waiting to start: PodInitializing' in r.stderr, r.stderr
+        wait_for(lambda: k("get", "pod", "with-init", "--no-headers").split()[1:3] == ["1/1", "Running"], 10)
+    finally:
+        k("delete", "pod", "with-init", "--now")
+
+
 def test_failing_readiness_probe_turns_pod_not_ready(cluster, tmp_path):
     k = cluster.kubectl
     flag = tmp_path / "ready"
