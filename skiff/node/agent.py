@@ -24,7 +24,7 @@ from skiff.api import meta
 from skiff.client.informer import Informer
 from skiff.client.rest import Client, ClientError
 from skiff.config import ClusterConfig
-from skiff.controllers.base import LEASES, NODES
+from skiff.controllers.base import LEASES, NODES, BackgroundEvents
 from skiff.node import nodestatus, runtime
 from skiff.node.forkserver import ForkServer
 from skiff.node.kubelet import Kubelet, PodResolver
@@ -38,6 +38,7 @@ FORK_SERVER_ENV = "SKIFF_FORK_SERVER"
 # nodeStatusReportFrequency; liveness itself is the Lease.
 NODE_STATUS_PERIOD = 10.0
 NODE_STATUS_REPORT = 300.0  # the kubelet's nodeStatusReportFrequency
+START_EVENTS_DELAY = 3.0
 
 
 class NodeAgent:
@@ -50,6 +51,7 @@ class NodeAgent:
         self.machine = nodestatus.machine_info(state_dir)
         self.boot_id = str(uuid.uuid4())
         self._status_written = 0.0  # monotonic time of the last Node status write
+        self._start_events: BackgroundEvents | None = None  # held here: its task must outlive the call
         self.node_uid: str | None = None
         self.kubelet = Kubelet(self.client, self.cfg, node_index, state_dir)
         self.node_informer = Informer(self.client, NODES, field_selector=f"metadata.name={self.name}")
@@ -177,7 +179,11 @@ class NodeAgent:
         """What a kubelet (and kube-proxy) report on the Node when they start, for `kubectl describe
         node`. Like the kubelet, the reference carries the node's name as its uid."""
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name, "uid": self.name}}
-        events = self.kubelet.events
+        # Written a few seconds later (with the time they happened): while a cluster starts, the API
+        # server has better things to do, and `skiff up` waits on those.
+        settled = time.monotonic() + START_EVENTS_DELAY
+        events = self._start_events = BackgroundEvents(self.kubelet.recorder, busy=lambda: time.monotonic() < settled,
+                                                       max_delay=START_EVENTS_DELAY, poll=0.2)
         events.record(node, "Normal", "Starting", "Starting kubelet.")
         for condition in ("NodeHasSufficientMemory", "NodeHasNoDiskPressure", "NodeHasSufficientPID"):
             events.record(node, "Normal", condition, f"Node {self.name} status is now: {condition}")
