@@ -322,11 +322,12 @@ def _stop_processes(cfg: ClusterConfig, grace: float = 3.0) -> None:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-    for pid in [*strays, *_processes_of(state)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    for pid in strays:
+        if _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     for f in pid_files:
         f.unlink(missing_ok=True)
 

@@ -1,6 +1,4 @@
 """Admission for Services: ClusterIP and NodePort allocation, as kube-apiserver's service REST storage does.
-(It also hands a new Ingress to the DefaultIngressClass step, skiff.apiserver.ingressclass, and a new
-Pod to the ServiceAccount, DefaultTolerationSeconds and Priority steps, skiff.apiserver.podadmission.)
 
 The allocators' bitmaps are persisted in the store (like kube's RangeAllocation objects) a moment
 after each change; at start-up they are restored and a repair pass compares them with the live
@@ -17,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from skiff.api import errors
 from skiff.api.resources import ResourceInfo, lookup
-from skiff.apiserver import ingressclass, podadmission
 from skiff.apiserver.allocators import IPAllocator, PortAllocator, ServiceAllocations
 from skiff.store.interface import KeyExists
 
@@ -79,10 +76,6 @@ class ServiceAdmission:
     async def admit(self, info: ResourceInfo, new: dict, old: dict | None, dry_run: bool
                     ) -> Callable[[], None] | None:
         if info is not SERVICES:
-            if info is ingressclass.INGRESSES and old is None:
-                await ingressclass.admit_create(self.server.registry, new)
-            elif info is podadmission.PODS and old is None:
-                await podadmission.admit_create(self.server.registry, new)
             return None
         if old is None:
             errs = self.alloc.allocate_create(new)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from skiff.api import errors
 from skiff.api.resources import lookup
-from skiff.apiserver.upstream import UpstreamSession
+from skiff.apiserver.upstream import UpstreamSession, relay_body
 
 if TYPE_CHECKING:
     from skiff.apiserver.handlers import Target
@@ -105,11 +105,7 @@ class NodeProxy:
                                     content_type=upstream.content_type or "application/json")
             resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
             resp.enable_chunked_encoding()
-            await resp.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
-            return resp
+            return await relay_body(request, resp, upstream)
         finally:
             upstream.release()
 

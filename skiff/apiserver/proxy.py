@@ -17,7 +17,7 @@ from aiohttp import web
 
 from skiff.api import errors
 from skiff.api.resources import lookup
-from skiff.apiserver.upstream import UpstreamSession
+from skiff.apiserver.upstream import UpstreamSession, relay_body
 
 if TYPE_CHECKING:
     from skiff.apiserver.server import APIServer
@@ -130,10 +130,6 @@ class Proxy:
             for k, v in upstream.headers.items():
                 if k.lower() not in _HOP:
                     resp.headers.add(k, v)
-            await resp.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
-            return resp
+            return await relay_body(request, resp, upstream)
         finally:
             upstream.release()

@@ -8,13 +8,14 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from skiff.api import errors, openapi
-from skiff.api.resources import lookup
-from skiff.apiserver import bodies, discovery
+from skiff.api.resources import ResourceInfo, lookup
+from skiff.apiserver import bodies, discovery, ingressclass, podadmission
 from skiff.apiserver.admission import ServiceAdmission
 from skiff.apiserver.handlers import ResourceHandler
 from skiff.apiserver.nodeproxy import NodeProxy
@@ -39,7 +40,7 @@ class APIServer:
         self.store = store
         self.registry = Registry(store)
         self.admission = ServiceAdmission(self)
-        self.registry.admit = self.admission.admit
+        self.registry.admit = self._admit
         self.registry.on_deleted = self.admission.on_deleted
         self.node_proxy = NodeProxy(self)
         self.proxy = Proxy(self)
@@ -47,6 +48,16 @@ class APIServer:
         self._token = cfg.token.encode()
         self._runner: web.AppRunner | None = None
         self.ready = asyncio.Event()
+
+    async def _admit(self, info: ResourceInfo, new: dict, old: dict | None, dry_run: bool
+                     ) -> Callable[[], None] | None:
+        """The admission chain: the defaults a new Ingress or Pod gets, then the Services' allocations."""
+        if old is None:
+            if info is ingressclass.INGRESSES:
+                await ingressclass.admit_create(self.registry, new)
+            elif info is podadmission.PODS:
+                await podadmission.admit_create(self.registry, new)
+        return await self.admission.admit(info, new, old, dry_run)
 
     # ---- app -----------------------------------------------------------------------------
     def app(self) -> web.Application:

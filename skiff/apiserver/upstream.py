@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 
 class UpstreamSession:
@@ -23,3 +24,13 @@ class UpstreamSession:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+async def relay_body(request: web.Request, resp: web.StreamResponse, upstream: aiohttp.ClientResponse
+                     ) -> web.StreamResponse:
+    """Send `resp` (status and headers already set) with the upstream's body, as it arrives."""
+    await resp.prepare(request)
+    async for chunk in upstream.content.iter_any():
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp

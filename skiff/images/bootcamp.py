@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 from skiff.images import server
 from skiff.images.netinfo import hostname
+from skiff.images.reference import tag_of
 
 
 def version_from_image(image: str) -> str:
     """kubernetes-bootcamp:v2 says `v=2`; v1 (the only other tag there is) says `v=1`."""
-    tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
+    tag = tag_of(image)
     return tag[1:] if tag.startswith("v") and tag[1:].isdigit() else "1"
 
 

@@ -10,12 +10,9 @@ import os
 
 from skiff.images import server
 from skiff.images.netinfo import hostname
+from skiff.images.reference import tag_of
 
 PORT = 8080
-
-
-def _tag(image: str) -> str:
-    return image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
 
 
 def describe(request: server.Request, me: str, old_layout: bool, pod: dict[str, str]) -> bytes:
@@ -44,7 +41,7 @@ def describe(request: server.Request, me: str, old_layout: bool, pod: dict[str, 
 
 
 def main(argv: list[str]) -> None:
-    old_layout = _tag(os.environ.get("SKIFF_IMAGE", "")) == "1.4"
+    old_layout = tag_of(os.environ.get("SKIFF_IMAGE", "")) == "1.4"
     me = hostname()
     # The downward-API variables the image's template prints when a manifest sets them.
     env = {k: os.environ.get(v, "") for k, v in (("node", "NODE_NAME"), ("name", "POD_NAME"),

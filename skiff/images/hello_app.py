@@ -10,11 +10,12 @@ import os
 
 from skiff.images import golike, server
 from skiff.images.netinfo import hostname
+from skiff.images.reference import tag_of
 
 
 def version_from_image(image: str) -> str:
     """hello-app:2.0 says `Version: 2.0.0`; other tags (latest, 1.0) say 1.0.0."""
-    tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
+    tag = tag_of(image)
     major = tag.split(".")[0]
     return f"{major}.0.0" if major.isdigit() and major != "0" else "1.0.0"
 

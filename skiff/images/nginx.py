@@ -12,6 +12,7 @@ import sys
 import time
 
 from skiff.images import server
+from skiff.images.reference import tag_of
 
 DEFAULT_VERSION = "1.27.5"
 
@@ -57,7 +58,7 @@ def error_page(status: int, version: str) -> bytes:
 
 def version_from_image(image: str) -> str:
     """`nginx:1.25.3` reports itself as nginx/1.25.3; other tags get a recent stable version."""
-    tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2].split("-")[0]
+    tag = tag_of(image).split("-")[0]
     parts = tag.split(".")
     if len(parts) == 3 and all(p.isdigit() for p in parts):
         return tag

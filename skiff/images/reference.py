@@ -79,3 +79,12 @@ def parse(image: str) -> Reference:
     if domain == DEFAULT_DOMAIN and len(parts) == 1:
         parts.insert(0, "library")
     return Reference(domain, "/".join(parts), tag, digest or None)
+
+
+def tag_of(image: str) -> str:
+    """The reference's tag, or "" when it has none or cannot be parsed (the built-in images read
+    their version from it)."""
+    try:
+        return parse(image).tag or ""
+    except InvalidImageName:
+        return ""

@@ -73,7 +73,7 @@ PRELOAD = (
     "asyncio", "json", "socket", "signal", "ssl", "urllib.parse", "skiff.images.__main__",
     "skiff.images.hello_app", "skiff.images.http_echo", "skiff.images.whoami", "skiff.images.nginx",
     "skiff.images.agnhost", "skiff.images.pause", "skiff.images.server", "skiff.images.golike",
-    "skiff.images.netinfo",
+    "skiff.images.netinfo", "skiff.images.bootcamp", "skiff.images.echo_server", "skiff.images.echoserver",
 )
 MAX_MESSAGE = 1 << 20
 SPAWN_TIMEOUT = 10.0

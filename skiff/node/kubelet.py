@@ -362,10 +362,10 @@ class PodWorker:
         # The pod's termination has one deadline for all its containers (and a shorter grace period
         # given meanwhile moves it); a container killed on its own (liveness) has its own.
         own = time.monotonic() + grace
-        pod_deadline = self._kill_deadline
+        terminating = self._kill_deadline is not None
 
         def deadline() -> float:
-            return self._kill_deadline if pod_deadline is not None and self._kill_deadline is not None else own
+            return self._kill_deadline if terminating and self._kill_deadline is not None else own
         hook = (c.get("lifecycle") or {}).get("preStop")
         if hook and deadline() > time.monotonic() and self.sandbox is not None:
             # The hook spends the grace period; one still running when it is over is abandoned.
@@ -585,7 +585,7 @@ class PodWorker:
                 # As the kubelet: the Event says only that it failed, since the hook's output may hold secrets.
                 self.k.event(self.pod, "Warning", "FailedPostStartHook", "PostStartHook failed", fp)
                 self.k.event(self.pod, "Normal", "Killing", "FailedPostStartHook", fp)
-                await proc.stop(float(self.pod.get("spec", {}).get("terminationGracePeriodSeconds", 30)))
+                await proc.stop(_grace(self.pod))
         rec.state, rec.reason, rec.message = RUNNING, None, None
         rec.started_at, rec.exit_code, rec.finished_at = proc.started_at, None, None
         self.k.event(self.pod, "Normal", "Started", f"Started container {rec.name}", fp)
@@ -616,11 +616,7 @@ class PodWorker:
             return
         sb = self.sandbox
         assert sb is not None
-        env = self.envs.get(rec.name, {})
-
-        async def run_exec(argv, timeout: float):
-            return await exec_in_container(sb, list(argv), env, timeout=timeout)
-
+        run_exec = self._exec_fn(rec.name)
         workers: list[probes.ProbeWorker] = []
         self.probe_workers[rec.name] = workers
 

@@ -22,9 +22,14 @@ def test_sleep_is_bounded_by_the_time_left():
     assert ok and 0.15 < took < 1
 
 
+async def _host_exec(argv, timeout):
+    """Runs the hook's command as a real process (here on the host rather than in a pod)."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return ExecResult(exit_code=proc.returncode, stdout=out, stderr=err)
+
+
 def test_exec_and_http_handlers_report_failure():
-    async def failing(argv, timeout):
-        return ExecResult(exit_code=1, stdout=b"", stderr=b"nope\n")
 
     async def main():
         async def serve(reader, writer):
@@ -39,10 +44,12 @@ def test_exec_and_http_handlers_report_failure():
                                      {"ports": [{"name": "web", "containerPort": port}]}, _no_exec, 2)
         finally:
             server.close()
-        ex = await run_handler({"exec": {"command": ["false"]}}, "127.0.0.1", {}, failing, 2)
+        ex = await run_handler({"exec": {"command": ["sh", "-c", "echo nope >&2; exit 1"]}}, "127.0.0.1", {},
+                               _host_exec, 2)
+        ok = await run_handler({"exec": {"command": ["true"]}}, "127.0.0.1", {}, _host_exec, 2)
         empty = await run_handler({}, "127.0.0.1", {}, _no_exec, 2)
-        return http, ex, empty
-    http, ex, empty = asyncio.run(main())
+        return http, ex, ok, empty
+    http, ex, ok, empty = asyncio.run(main())
     assert http == (False, "HTTP probe failed with statuscode: 500")
-    assert ex == (False, "nope\n")
+    assert ex == (False, "nope\n") and ok == (True, "")
     assert empty[0] is False
