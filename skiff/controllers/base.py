@@ -128,10 +128,12 @@ class BackgroundEvents:
         self._queue: asyncio.Queue = asyncio.Queue()
         self._task: asyncio.Task | None = None
 
-    def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None) -> None:
+    def record(self, obj: dict, etype: str, reason: str, message: str, field_path: str | None = None,
+               at: float | None = None) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="events")
-        self._queue.put_nowait((time.monotonic(), time.time(), obj, etype, reason, message, field_path))
+        self._queue.put_nowait((time.monotonic(), time.time() if at is None else at, obj, etype, reason, message,
+                                field_path))
 
     async def _run(self) -> None:
         while True:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -293,6 +294,9 @@ async def run(ctx) -> None:
         binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": ns},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node_name}}
         async with binding_slots:
+            # Stamped before the write: the kubelet may see the binding, and record its own first
+            # events, before this POST returns, and `kubectl get events` must still list Scheduled first.
+            bound_at = time.time()
             try:
                 await client.request("POST", client.path(PODS, ns, name, "binding"), body=binding)
             except Exception as e:
@@ -301,6 +305,6 @@ async def run(ctx) -> None:
                     log.warning("binding %s to %s failed: %s", key, node_name, e)
                     queue.add_rate_limited(key)
                 return
-        events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}")
+        events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node_name}", at=bound_at)
 
     await asyncio.gather(run_workers(queue, schedule, workers=2, name="scheduler"), flush_leftovers())

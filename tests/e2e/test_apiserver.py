@@ -550,6 +550,20 @@ def test_a_busy_component_delays_an_event_by_max_delay_at_most_and_drain_writes_
     _with_pod(cp, "always-busy", body)
 
 
+def test_an_event_written_late_lists_where_it_happened(cp):
+    """The scheduler stamps Scheduled before its binding is written; the kubelet's first events,
+    recorded meanwhile, must still list after it."""
+    async def body(client: Client, pod: dict, uid: str) -> None:
+        events = BackgroundEvents(EventRecorder(client, "test"))
+        bound_at = time.time()
+        await asyncio.sleep(0.05)
+        await EventRecorder(client, "test").record(pod, "Normal", "Pulled", "pulled")
+        events.record(pod, "Normal", "Scheduled", "placed", at=bound_at)
+        await events.drain(2)
+        assert await _reasons(client, uid) == ["Scheduled", "Pulled"]
+    _with_pod(cp, "late-event", body)
+
+
 def test_every_namespace_has_a_default_service_account_and_the_root_ca(cp, kubectl, ns):
     wait_for(lambda: "serviceaccount/default" in kubectl("get", "sa", "-n", ns, "-o", "name"), 5)
     cm = json.loads(wait_for(lambda: kubectl.run("get", "cm", "kube-root-ca.crt", "-n", ns, "-o", "json",
