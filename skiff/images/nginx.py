@@ -2,12 +2,18 @@
 `/index.html`, `/50x.html`, a 404 page for anything else, and one access-log line per request
 on stdout in the image's `main` log format (combined + `"$http_x_forwarded_for"`).
 
+Content a pod mounts under the document root /usr/share/nginx/html (a ConfigMap or emptyDir volume
+there, or one file of it by subPath) is served from that mount, as the real image serves whatever
+the volume holds. Only mounts count: the host's own /usr/share/nginx/html is not the image's.
+
 $NGINX_PORT changes the port. Arguments are nginx's command line (`nginx -g 'daemon off;'` is the image's CMD).
 """
 
 from __future__ import annotations
 
+import mimetypes
 import os
+import posixpath
 import sys
 import time
 
@@ -15,6 +21,7 @@ from skiff.images import server
 from skiff.images.reference import tag_of
 
 DEFAULT_VERSION = "1.27.5"
+HTML_ROOT = "/usr/share/nginx/html"
 
 WELCOME = """<!DOCTYPE html>
 <html>
@@ -65,6 +72,56 @@ def version_from_image(image: str) -> str:
     return DEFAULT_VERSION
 
 
+def mounts_under(root: str, mountinfo: str) -> list[str]:
+    """The mount points at or below `root`, from /proc/self/mountinfo's text."""
+    found = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            # mountinfo escapes spaces and the like as octal (\040).
+            point = fields[4].encode().decode("unicode_escape")
+            if point == root or point.startswith(root.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def mounted_path(root: str, mounts: list[str], path: str) -> str | None:
+    """The file under `root` that serves `path` when it lies in a mounted volume, or None when the
+    image's own pages answer. `path` is the request's path; `..` cannot climb out of `root`."""
+    if not mounts:
+        return None
+    clean = posixpath.normpath("/" + path.lstrip("/"))
+    target = root.rstrip("/") + ("" if clean == "/" else clean)
+    if path.endswith("/") and clean != "/":
+        target += "/"
+    for point in mounts:
+        if target == point or target.startswith(point.rstrip("/") + "/"):
+            return target
+    return None
+
+
+def serve_file(target: str, path: str) -> tuple[int, bytes, str, list[tuple[str, str]]]:
+    """(status, body, content type, extra headers) for a path served from a mounted volume, as nginx's
+    static module answers: index.html for a directory, a 301 to add a directory's slash."""
+    if os.path.isdir(target):
+        if not path.endswith("/"):
+            return 301, b"", "text/html", [("Location", path + "/")]
+        target = os.path.join(target, "index.html")
+        if not os.path.exists(target):
+            return 403, b"", "text/html", []
+    try:
+        with open(target, "rb") as f:
+            body = f.read()
+            stat = os.fstat(f.fileno())
+    except FileNotFoundError:
+        return 404, b"", "text/html", []
+    except OSError:
+        return 403, b"", "text/html", []
+    ctype = mimetypes.guess_type(target)[0] or "application/octet-stream"
+    return 200, body, ctype, [("Last-Modified", server.http_date(stat.st_mtime)),
+                              ("ETag", f'"{int(stat.st_mtime):x}-{len(body):x}"'), ("Accept-Ranges", "bytes")]
+
+
 def main(argv: list[str]) -> None:
     version = version_from_image(os.environ.get("SKIFF_IMAGE", ""))
     i = 0
@@ -95,10 +152,28 @@ def main(argv: list[str]) -> None:
     etags = {path: f'"{int(mtime):x}-{len(body):x}"' for path, body in pages.items()}
     not_found = error_page(404, version)
     not_allowed = error_page(405, version)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            mounted = mounts_under(HTML_ROOT, f.read())
+    except OSError:
+        mounted = []
+
+    def from_volume(request: server.Request, target: str) -> server.Response:
+        if request.method not in ("GET", "HEAD"):
+            return server.Response(not_allowed, status=405, content_type="text/html")
+        status, body, ctype, headers = serve_file(target, request.path)
+        if status != 200 and status != 301:
+            return server.Response(error_page(status, version), status=status, content_type="text/html")
+        if status == 301:
+            return server.Response(error_page(301, version), status=301, content_type="text/html", headers=headers)
+        return server.Response(body, content_type=ctype, headers=headers)
 
     def handle(request: server.Request) -> server.Response:
+        target = mounted_path(HTML_ROOT, mounted, request.path)
         body = pages.get(request.path)
-        if body is not None and request.method in ("GET", "HEAD"):
+        if target is not None:
+            response = from_volume(request, target)
+        elif body is not None and request.method in ("GET", "HEAD"):
             response = server.Response(body, content_type="text/html", headers=[
                 ("Last-Modified", modified), ("ETag", etags[request.path]), ("Accept-Ranges", "bytes")])
         elif body is not None:

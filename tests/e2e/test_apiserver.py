@@ -590,3 +590,31 @@ def test_a_new_pod_gets_the_admission_defaults_and_a_missing_service_account_is_
     assert r.returncode == 1
     assert (f'Error from server (Forbidden): pods "lost" is forbidden: error looking up service account '
             f'{ns}/nobody: serviceaccount "nobody" not found') in r.stderr
+
+
+def test_a_pod_gets_the_kube_api_access_volume_unless_it_or_its_service_account_opts_out(kubectl, ns):
+    kubectl("run", "reader", "-n", ns, "--image=registry.k8s.io/pause:3.9", "--restart=Never")
+    spec = json.loads(kubectl("get", "pod", "reader", "-n", ns, "-o", "json"))["spec"]
+    (vol,) = spec["volumes"]
+    assert re.fullmatch(r"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}", vol["name"]), vol["name"]
+    assert vol["projected"] == {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": vol["name"], "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+    assert re.search(r"^\s+/var/run/secrets/kubernetes.io/serviceaccount from kube-api-access-\w+ \(ro\)$",
+                     kubectl("describe", "pod", "reader", "-n", ns), re.M)
+
+    kubectl("run", "opted-out", "-n", ns, "--image=registry.k8s.io/pause:3.9", "--restart=Never",
+            "--overrides", '{"spec":{"automountServiceAccountToken":false}}')
+    spec = json.loads(kubectl("get", "pod", "opted-out", "-n", ns, "-o", "json"))["spec"]
+    assert "volumes" not in spec and "volumeMounts" not in spec["containers"][0]
+
+    kubectl("create", "serviceaccount", "quiet", "-n", ns)
+    kubectl("patch", "serviceaccount", "quiet", "-n", ns, "-p", '{"automountServiceAccountToken":false}')
+    kubectl("run", "quiet-pod", "-n", ns, "--image=registry.k8s.io/pause:3.9", "--restart=Never",
+            "--overrides", '{"spec":{"serviceAccountName":"quiet"}}')
+    spec = json.loads(kubectl("get", "pod", "quiet-pod", "-n", ns, "-o", "json"))["spec"]
+    assert "volumes" not in spec
