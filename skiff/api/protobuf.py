@@ -38,6 +38,7 @@ _PACKAGES = {
     "events.k8s.io/v1": "events.v1",
     "policy/v1": "policy.v1",
     "authorization.k8s.io/v1": "authorization.v1",
+    "authentication.k8s.io/v1": "authentication.v1",
     "autoscaling/v1": "autoscaling.v1",
     "meta.k8s.io/v1": "meta.v1",
 }

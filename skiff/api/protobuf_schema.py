@@ -637,6 +637,28 @@ MESSAGES: dict[str, str] = {
     "authorization.v1.SubjectAccessReviewStatus": (
         "1 allowed bool -,4 denied bool o,2 reason string o,3 evaluationError string o"
     ),
+    "authentication.v1.TokenRequest": (
+        "1 metadata meta.v1.ObjectMeta o,2 spec authentication.v1.TokenRequestSpec -,"
+        "3 status authentication.v1.TokenRequestStatus o"
+    ),
+    "authentication.v1.TokenRequestSpec": (
+        "1 audiences string r,4 expirationSeconds int64 p,3 boundObjectRef authentication.v1.BoundObjectReference p"
+    ),
+    "authentication.v1.BoundObjectReference": "1 kind string o,2 apiVersion string o,3 name string o,4 uid string o",
+    "authentication.v1.TokenRequestStatus": "1 token string -,2 expirationTimestamp meta.v1.Time -",
+    "authentication.v1.SelfSubjectReview": (
+        "1 metadata meta.v1.ObjectMeta o,2 status authentication.v1.SelfSubjectReviewStatus o"
+    ),
+    "authentication.v1.SelfSubjectReviewStatus": "1 userInfo authentication.v1.UserInfo o",
+    "authentication.v1.UserInfo": "1 username string o,2 uid string o,3 groups string ro",
+    "authentication.v1.TokenReview": (
+        "1 metadata meta.v1.ObjectMeta o,2 spec authentication.v1.TokenReviewSpec -,"
+        "3 status authentication.v1.TokenReviewStatus o"
+    ),
+    "authentication.v1.TokenReviewSpec": "1 token string o,2 audiences string ro",
+    "authentication.v1.TokenReviewStatus": (
+        "1 authenticated bool o,2 user authentication.v1.UserInfo o,4 audiences string ro,3 error string o"
+    ),
     "policy.v1.Eviction": "1 metadata meta.v1.ObjectMeta o,2 deleteOptions meta.v1.DeleteOptions po",
     "runtime.TypeMeta": "1 apiVersion string o,2 kind string o",
     "runtime.Unknown": "1 - runtime.TypeMeta i,2 - bytes -,3 contentEncoding string o,4 contentType string o",

@@ -72,7 +72,8 @@ RESOURCES: list[ResourceInfo] = [
     _r("", "v1", "Endpoints", "endpoints", "endpoints", True, ["ep"]),
     _r("", "v1", "ConfigMap", "configmaps", "configmap", True, ["cm"]),
     _r("", "v1", "Secret", "secrets", "secret", True),
-    _r("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ["sa"]),
+    _r("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ["sa"], (),
+       {"token": "TokenRequest"}),
     _r("", "v1", "Event", "events", "event", True, ["ev"]),
     _r("apps", "v1", "Deployment", "deployments", "deployment", True, ["deploy"], ["all"],
        {"status": "", "scale": "Scale"}, True),
@@ -83,13 +84,16 @@ RESOURCES: list[ResourceInfo] = [
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
     _r("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     _r("events.k8s.io", "v1", "Event", "events", "event", True, ["ev"]),
-    # Not stored: answered at once (`kubectl auth can-i`). Skiff has one administrator token.
+    # Not stored: answered at once (`kubectl auth whoami`, token webhooks).
+    _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", False),
+    _r("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", False),
+    # Not stored: answered at once (`kubectl auth can-i`). Skiff has no RBAC: everything is allowed.
     _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        "selfsubjectaccessreview", False),
 ]
 
 # Kinds that are created and answered, never stored.
-REVIEW_KINDS = {"SelfSubjectAccessReview"}
+REVIEW_KINDS = {"SelfSubjectAccessReview", "SelfSubjectReview", "TokenReview"}
 
 _BY_GVR: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_GVK: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.kind): r for r in RESOURCES}

@@ -1,4 +1,5 @@
-"""A per-cluster certificate authority and the API server's serving certificate."""
+"""A per-cluster certificate authority, the API server's serving certificate and the key that signs
+ServiceAccount tokens."""
 
 from __future__ import annotations
 
@@ -22,9 +23,32 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
+# Named as kubeadm names them: the private key signs ServiceAccount tokens, the public one verifies them.
+SA_KEY = "sa.key"
+SA_PUB = "sa.pub"
+
+
+def ensure_service_account_key(pki_dir: Path) -> None:
+    """Create sa.key/sa.pub unless they exist. Separate from the CA so that clusters made before
+    ServiceAccount tokens existed get a key on their next start without new certificates."""
+    key_path, pub_path = pki_dir / SA_KEY, pki_dir / SA_PUB
+    if key_path.exists() and pub_path.exists():
+        return
+    key = _key()
+    tmp = key_path.with_suffix(".tmp")
+    tmp.write_bytes(_pem_key(key))
+    tmp.chmod(0o600)
+    pub_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    # The private key lands last: a half-written pair is never taken as complete.
+    tmp.replace(key_path)
+
+
 def ensure_certificates(pki_dir: Path, cluster_name: str, ips: list[str], dns_names: list[str]) -> None:
-    """Create ca.crt/ca.key and apiserver.crt/apiserver.key in pki_dir unless they already exist."""
+    """Create ca.crt/ca.key, apiserver.crt/apiserver.key and the ServiceAccount signing key (sa.key,
+    sa.pub) in pki_dir, each unless it already exists."""
     pki_dir.mkdir(parents=True, exist_ok=True)
+    ensure_service_account_key(pki_dir)
     ca_crt, ca_key_path = pki_dir / "ca.crt", pki_dir / "ca.key"
     srv_crt, srv_key = pki_dir / "apiserver.crt", pki_dir / "apiserver.key"
     if srv_crt.exists() and srv_key.exists() and ca_crt.exists():

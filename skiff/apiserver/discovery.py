@@ -26,15 +26,19 @@ VERSION = {
 _SUB_VERBS_SPECIAL = {
     "log": ["get"], "exec": ["create", "get"], "attach": ["create", "get"],
     "portforward": ["create", "get"], "binding": ["create"], "eviction": ["create"],
-    "finalize": ["update"],
+    "finalize": ["update"], "token": ["create"],
+}
+# Subresources whose kind lives in another group than the resource's.
+_SUB_GROUPS = {
+    "Scale": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+    "Eviction": {"group": "policy", "version": "v1", "kind": "Eviction"},
+    "TokenRequest": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
 }
 
 
 def _sub_kind(info: ResourceInfo, sub: str, kind: str) -> dict:
-    if kind == "Scale":
-        return {"group": "autoscaling", "version": "v1", "kind": "Scale"}
-    if kind == "Eviction":
-        return {"group": "policy", "version": "v1", "kind": "Eviction"}
+    if kind in _SUB_GROUPS:
+        return dict(_SUB_GROUPS[kind])
     if kind in ("", None):
         return {"group": info.group, "version": info.version, "kind": info.kind}
     return {"group": info.group if kind == info.kind else "", "version": "v1", "kind": kind}

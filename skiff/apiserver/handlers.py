@@ -18,7 +18,7 @@ from skiff.api.errors import APIError
 from skiff.api.resources import REVIEW_KINDS, ResourceInfo, lookup
 from skiff.api.selectors import selector_string
 from skiff.api.validation import structure
-from skiff.apiserver import bodies, fieldprune, strategy
+from skiff.apiserver import authentication, bodies, fieldprune, serviceaccounttoken, strategy
 from skiff.apiserver.registry import Registry, make_selection
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class ResourceHandler:
             return await self.server.proxy.handle(request, t.info, t.namespace or "", t.name or "", t.path)
         if t.info.kind in REVIEW_KINDS:
             return await self.review(request, t)
+        if t.subresource == "token":
+            return await self.token_request(request, t)
         if t.name is None:
             if m == "GET":
                 if _bool(q.get("watch")):
@@ -412,15 +414,52 @@ class ResourceHandler:
                                      "status": "Success", "code": 201}, 201)
 
     async def review(self, request: web.Request, t: Target) -> web.Response:
-        """SelfSubjectAccessReview: the bearer token is the cluster's administrator, so the answer is
-        always yes, which is what `kubectl auth can-i` prints on a cluster where you are admin."""
+        """The review kinds, answered at once and never stored: SelfSubjectAccessReview (`kubectl auth
+        can-i`), SelfSubjectReview (`kubectl auth whoami`) and TokenReview."""
         if request.method != "POST" or t.name is not None:
             raise errors.method_not_allowed()
         body = await bodies.read_object(request)
+        self._check_kind(t.info, body)
+        user: authentication.UserInfo = request.get("user") or authentication.ADMIN
+        if t.info.kind == "SelfSubjectReview":
+            return bodies.json_response(authentication.self_subject_review(user, meta.now_rfc3339()), 201)
         body.update({"apiVersion": t.info.api_version, "kind": t.info.kind})
         body.setdefault("metadata", {})["creationTimestamp"] = None
-        body["status"] = {"allowed": True, "reason": "the cluster's administrator token may do everything"}
+        if t.info.kind == "TokenReview":
+            body["status"] = await self._token_review(body.get("spec") or {})
+            return bodies.json_response(body, 201)
+        # Skiff has no RBAC: every authenticated user may do everything.
+        body["status"] = {"allowed": True, "reason": "the cluster's administrator token may do everything"
+                          if user is authentication.ADMIN else "Skiff authorizes every authenticated user"}
         return bodies.json_response(body, 201)
+
+    async def _token_review(self, spec: dict) -> dict:
+        token = spec.get("token") or ""
+        if not token:
+            raise errors.bad_request("token is required for TokenReview in authentication")
+        authn = self.server.authenticator
+        wanted = list(spec.get("audiences") or authn.api_audiences)
+        user = await authn.authenticate(token, wanted)
+        audiences = [a for a in wanted if a in authn.api_audiences]
+        if user is not None and user is not authentication.ADMIN:
+            audiences = [a for a in wanted if a in _token_audiences(token)]
+        if user is not None and not audiences:
+            user = None  # the administrator's token is for this API server only
+        return authentication.token_review_status(user, audiences, token)
+
+    async def token_request(self, request: web.Request, t: Target) -> web.Response:
+        """serviceaccounts/<name>/token: a signed token for the ServiceAccount (`kubectl create token`)."""
+        if request.method != "POST":
+            raise errors.method_not_allowed()
+        rest = self.server.token_requests
+        if rest is None:
+            raise errors.internal("the API server has no ServiceAccount signing key")
+        info = serviceaccounttoken.TOKEN_REQUEST
+        body = await bodies.read_object(request)
+        self._check_kind(info, body)
+        warnings = self._check_fields(request, info, body)
+        out = await rest.create(t.namespace or "", t.name or "", body)
+        return bodies.json_response(out, 201, self._warning_headers(warnings))
 
     async def eviction(self, request: web.Request, t: Target) -> web.Response:
         """policy/v1 Eviction, as `kubectl drain` sends it: a delete that PodDisruptionBudgets could
@@ -574,6 +613,14 @@ _EVENT_PREFIX = {t: b'{"type":"' + t.encode() + b'","object":' for t in ("ADDED"
 def _managed(old: dict | None, new: dict, manager: str, info: ResourceInfo, now: str) -> dict:
     return managedfields.update_managed_fields(old, new, manager, group=info.group, version=info.version,
                                                kind=info.kind, now=now)
+
+
+def _token_audiences(token: str) -> list[str]:
+    """The `aud` of a token whose signature was already checked."""
+    import jwt
+
+    aud = jwt.decode(token, options={"verify_signature": False}).get("aud") or []
+    return [aud] if isinstance(aud, str) else list(aud)
 
 
 def _default_manager(request: web.Request) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import re
 import ssl
@@ -15,8 +14,9 @@ from aiohttp import web
 
 from skiff.api import errors, openapi
 from skiff.api.resources import ResourceInfo, lookup
-from skiff.apiserver import bodies, discovery, ingressclass, podadmission
+from skiff.apiserver import bodies, discovery, ingressclass, podadmission, serviceaccounttoken
 from skiff.apiserver.admission import ServiceAdmission
+from skiff.apiserver.authentication import Authenticator
 from skiff.apiserver.handlers import ResourceHandler
 from skiff.apiserver.nodeproxy import NodeProxy
 from skiff.apiserver.proxy import Proxy
@@ -32,6 +32,36 @@ _PUBLIC = {"/version", "/healthz", "/livez", "/readyz"}
 # kubectl prints as "Warning: ..." (watches excepted here: their headers are gone by then).
 ENDPOINTS_DEPRECATION = "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
 _DEPRECATED_ENDPOINTS = re.compile(r"^/api/v1/(namespaces/[^/]+/)?endpoints(/|$)")
+# How often the `kubernetes` Service's endpoints are checked, as kube-apiserver's endpoint reconciler does.
+_ENDPOINT_RECONCILE_SECONDS = 10.0
+ENDPOINTS = lookup("", "v1", "endpoints")
+ENDPOINT_SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
+
+
+def kubernetes_endpoints(address: str, port: int) -> tuple[dict, dict]:
+    """The v1 Endpoints and the EndpointSlice kube-apiserver keeps for `default/kubernetes`: its own
+    advertise address and port. The Endpoints is marked skip-mirror because the slice is written here
+    too, not by the mirroring controller."""
+    endpoints = {"apiVersion": "v1", "kind": "Endpoints",
+                 "metadata": {"name": "kubernetes", "namespace": "default",
+                              "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                 "subsets": [{"addresses": [{"ip": address}],
+                              "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+    endpoint_slice = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                      "metadata": {"name": "kubernetes", "namespace": "default",
+                                   "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                      "addressType": "IPv4",
+                      "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+                      "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+    return endpoints, endpoint_slice
+
+
+def _differs(current: dict, desired: dict) -> bool:
+    """Whether `current` lacks what kubernetes_endpoints() wants (its labels and its data fields)."""
+    labels = current["metadata"].get("labels") or {}
+    if any(labels.get(k) != v for k, v in desired["metadata"]["labels"].items()):
+        return True
+    return any(current.get(k) != v for k, v in desired.items() if k not in ("metadata", "apiVersion", "kind"))
 
 
 class APIServer:
@@ -45,7 +75,14 @@ class APIServer:
         self.node_proxy = NodeProxy(self)
         self.proxy = Proxy(self)
         self.resources = ResourceHandler(self)
-        self._token = cfg.token.encode()
+        self.issuer = serviceaccounttoken.issuer_url(cfg.cluster_domain)
+        # --api-audiences defaults to the issuer, as on kind and kubeadm clusters.
+        self.api_audiences = [self.issuer]
+        # The signer comes with the pki directory, in start().
+        self.authenticator = Authenticator(cfg.token, self.registry, None, self.api_audiences)
+        self.token_requests: serviceaccounttoken.TokenRequestREST | None = None
+        self.signer: serviceaccounttoken.Signer | None = None
+        self._reconciler: asyncio.Task | None = None
         self._runner: web.AppRunner | None = None
         self.ready = asyncio.Event()
 
@@ -73,6 +110,8 @@ class APIServer:
         app.router.add_get("/openapi/v2", self._openapi_v2)
         app.router.add_get("/openapi/v3", self._openapi_v3_root)
         app.router.add_get("/openapi/v3/{path:.+}", self._openapi_v3)
+        app.router.add_get("/.well-known/openid-configuration", self._openid_configuration)
+        app.router.add_get("/openid/v1/jwks", self._jwks)
         app.router.add_route("*", "/api/v1/{rest:.+}", self._core)
         app.router.add_route("*", "/apis/{group}/{version}/{rest:.+}", self._grouped)
         return app
@@ -83,8 +122,14 @@ class APIServer:
         try:
             if request.path not in _PUBLIC:
                 auth = request.headers.get("Authorization", "")
-                if not (auth.startswith("Bearer ") and hmac.compare_digest(auth[7:].strip().encode(), self._token)):
+                if not auth.startswith("Bearer "):
                     raise errors.unauthorized()
+                token = auth[7:].strip()
+                # The administrator's token first: one comparison, no await, for the busiest callers.
+                user = self.authenticator.admin(token) or await self.authenticator.authenticate(token)
+                if user is None:
+                    raise errors.unauthorized()
+                request["user"] = user
             resp = await handler(request)
         except errors.APIError as e:
             resp = bodies.status_response(e)
@@ -117,6 +162,20 @@ class APIServer:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def _openid_configuration(self, request: web.Request) -> web.Response:
+        """ServiceAccountIssuerDiscovery. Like kube-apiserver's default RBAC (which grants it to
+        authenticated clients, ServiceAccounts included), it needs a token."""
+        if self.signer is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        doc = self.signer.openid_configuration(f"{self.cfg.in_cluster_server_url}/openid/v1/jwks")
+        return bodies.json_response(doc, headers={"Cache-Control": "public, max-age=3600"})
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        if self.signer is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return web.Response(body=_dumps(self.signer.jwks()), content_type="application/jwk-set+json",
+                            headers={"Cache-Control": "public, max-age=3600"})
 
     async def _api(self, request: web.Request) -> web.Response:
         if "apidiscovery.k8s.io" in request.headers.get("Accept", ""):
@@ -194,10 +253,52 @@ class APIServer:
         except errors.APIError as e:
             if e.code != 409:
                 raise
+        await self.reconcile_kubernetes_endpoints()
+
+    async def reconcile_kubernetes_endpoints(self) -> None:
+        """Create or repair default/kubernetes's Endpoints and EndpointSlice, so that pods reach the
+        API server through the Service (10.96.0.1:443, kubernetes.default.svc)."""
+        for info, desired in zip((ENDPOINTS, ENDPOINT_SLICES),
+                                 kubernetes_endpoints(self.cfg.host_ip, self.cfg.api_port), strict=True):
+            try:
+                current = await self.registry.get(info, "default", "kubernetes")
+            except errors.APIError as e:
+                if e.code != 404:
+                    raise
+                try:
+                    await self.registry.create(info, "default", desired)
+                except errors.APIError as e2:
+                    if e2.code != 409:
+                        raise
+                continue
+            if not _differs(current, desired):
+                continue
+
+            def repair(cur: dict, desired: dict = desired) -> dict:
+                cur["metadata"]["labels"] = {**(cur["metadata"].get("labels") or {}), **desired["metadata"]["labels"]}
+                cur.update({k: v for k, v in desired.items() if k != "metadata"})
+                return cur
+            await self.registry.update(info, "default", "kubernetes", {}, mutate=repair)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_ENDPOINT_RECONCILE_SECONDS)
+            try:
+                await self.reconcile_kubernetes_endpoints()
+            except Exception:  # a failed round is retried at the next one, as kube-apiserver does
+                log.exception("reconciling the kubernetes Service's endpoints")
+
+    def load_signing_key(self, pki_dir: Path) -> None:
+        """Issue and accept ServiceAccount tokens with the cluster's key (pki/sa.key)."""
+        self.signer = serviceaccounttoken.Signer.load(pki_dir, self.issuer)
+        self.authenticator.signer = self.signer
+        self.token_requests = serviceaccounttoken.TokenRequestREST(self.registry, self.signer, self.api_audiences)
 
     async def start(self, pki_dir: Path, hosts: list[str]) -> None:
+        self.load_signing_key(pki_dir)
         await self.admission.load()
         await self.bootstrap()
+        self._reconciler = asyncio.get_running_loop().create_task(self._reconcile_loop())
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(pki_dir / "apiserver.crt", pki_dir / "apiserver.key")
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
@@ -209,6 +310,8 @@ class APIServer:
         self.ready.set()
 
     async def stop(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
         await self.node_proxy.close()
         await self.proxy.close()
         if self._runner is not None:
