@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from skiff.net import names
@@ -104,7 +104,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = 0x1000, 0x4000, 0x40000, 0x80000
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = 0x20, 0x1000, 0x4000, 0x40000, 0x80000
+_MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME = 0x400, 0x800, 0x200000
 MNT_DETACH = 2
 
 
@@ -122,6 +123,102 @@ def mount(source: str | None, target: str, fstype: str | None = None, flags: int
 def detach(target: str) -> bool:
     """umount2(target, MNT_DETACH); False (and nothing raised) if it was not mounted or failed."""
     return _libc.umount2(target.encode(), MNT_DETACH) == 0
+
+
+def remount_read_only(target: str) -> None:
+    """Make the mount at `target` (a bind) read-only, keeping its nosuid/nodev/noexec/atime flags:
+    a bind remount sets exactly the flags it is given."""
+    current = os.statvfs(target).f_flag
+    kept = current & (MS_NOSUID | MS_NODEV | MS_NOEXEC | _MS_NOATIME | _MS_NODIRATIME)  # same bits in statvfs
+    if current & os.ST_RELATIME:
+        kept |= _MS_RELATIME
+    mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+# The new mount API (Linux 5.2). These syscalls have the same numbers on every architecture.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_FSOPEN, _SYS_FSCONFIG, _SYS_FSMOUNT = 428, 429, 430, 431, 432
+_libc.syscall.restype = ctypes.c_long
+_AT_FDCWD, _AT_RECURSIVE = -100, 0x8000
+_OPEN_TREE_CLONE, _O_CLOEXEC = 1, os.O_CLOEXEC
+_MOVE_MOUNT_F_EMPTY_PATH = 4
+_FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 1, 6
+_FSOPEN_CLOEXEC = _FSMOUNT_CLOEXEC = 1
+
+
+def _sys(number: int, what: str, *args: object) -> int:
+    result = _libc.syscall(ctypes.c_long(number), *args)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return int(result)
+
+
+def clone_mount_tree(path: str) -> int:
+    """A detached copy of the mounts at and below `path` (open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)),
+    as an fd to attach elsewhere with attach_mount."""
+    return _sys(_SYS_OPEN_TREE, f"open_tree {path}", ctypes.c_int(_AT_FDCWD), path.encode(),
+                ctypes.c_uint(_OPEN_TREE_CLONE | _O_CLOEXEC | _AT_RECURSIVE))
+
+
+def attach_mount(fd: int, target: str) -> None:
+    """move_mount(2) a detached mount (from new_mount or clone_mount_tree) onto `target`."""
+    _sys(_SYS_MOVE_MOUNT, f"mount on {target}", ctypes.c_int(fd), b"", ctypes.c_int(_AT_FDCWD), target.encode(),
+         ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH))
+
+
+def new_mount(fstype: str, options: Mapping[str, str]) -> int:
+    """A new, detached mount of a `fstype` file system with `options` (key -> value), as an fd.
+    Nothing is mounted anywhere until attach_mount; paths in `options` are resolved now."""
+    fs = _sys(_SYS_FSOPEN, f"fsopen {fstype}", fstype.encode(), ctypes.c_uint(_FSOPEN_CLOEXEC))
+    try:
+        for key, value in options.items():
+            _sys(_SYS_FSCONFIG, f"{fstype} option {key}={value}", ctypes.c_int(fs), ctypes.c_uint(_FSCONFIG_SET_STRING),
+                 key.encode(), value.encode(), ctypes.c_int(0))
+        _sys(_SYS_FSCONFIG, f"create {fstype}", ctypes.c_int(fs), ctypes.c_uint(_FSCONFIG_CMD_CREATE), None, None,
+             ctypes.c_int(0))
+        return _sys(_SYS_FSMOUNT, f"fsmount {fstype}", ctypes.c_int(fs), ctypes.c_uint(_FSMOUNT_CLOEXEC),
+                    ctypes.c_uint(0))
+    finally:
+        os.close(fs)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # The kernel writes space, tab, newline and backslash in mountinfo paths as \ooo octal escapes.
+    if "\\" not in field:
+        return field
+    raw = field.encode()
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x5C and raw[i + 1:i + 4].isdigit() and len(raw[i + 1:i + 4]) == 3:
+            out.append(int(raw[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out.append(raw[i])
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+def mount_points(mountinfo: str) -> list[str]:
+    """The mount points listed in a /proc/<pid>/mountinfo text, in its order."""
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            points.append(_unescape_mountinfo(fields[4]))
+    return points
+
+
+def top_mount_points_under(directory: str, points: Iterable[str]) -> list[str]:
+    """Of `points`, those strictly below `directory` that are not below another of them: the
+    mounts a copy of the whole tree under `directory` must re-attach (each with its own subtree)."""
+    prefix = directory.rstrip("/") + "/"
+    below = sorted({p for p in points if p.startswith(prefix) and p != prefix})
+    top: list[str] = []
+    for point in below:  # sorted: a mount point comes before the ones below it
+        if not any(point.startswith(t + "/") for t in top):
+            top.append(point)
+    return top
 
 
 def unpin(path: str) -> None:

@@ -1,6 +1,6 @@
 """The container process runtime: containers are processes inside their pod's sandbox.
 
-A container is started as ``nsenter --net=<pod netns> --uts=<pause> --mount=<pause> --wd=<dir>
+A container is started as ``nsenter --net=<pod netns> --uts=<pause> --mount=<pause> --wdns=<dir>
 -- argv...``: nsenter joins the namespaces and then execs the program itself, so the container's
 pid is the program's pid, its hostname is the pod's, and /etc/resolv.conf and /etc/hosts are the
 pod's. Each container leads its own process group, which `stop` signals as a whole.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
 import logging
 import os
 import shutil
@@ -254,8 +255,20 @@ def nsenter_argv(sandbox: Sandbox, argv: Sequence[str], working_dir: str | None 
         f"--mount={sandbox.ns_path('mnt')}",
     ]
     if working_dir:
-        cmd.append(f"--wd={working_dir}")
+        # In the pod's view (which has its volumes): --wd would open the host's directory.
+        cmd.append(f"{_nsenter_wd_option()}={working_dir}")
     return cmd + ["--", *argv]
+
+
+@functools.cache
+def _nsenter_wd_option() -> str:
+    """--wdns (util-linux 2.38+) changes directory after entering the namespaces; older nsenters
+    only have --wd, which is right for every directory but a pod's volumes."""
+    try:
+        out = subprocess.run(["nsenter", "--help"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return "--wdns" if "--wdns" in out else "--wd"
 
 
 def container_env(sandbox: Sandbox, env: Mapping[str, str] | None) -> dict[str, str]:
@@ -265,14 +278,45 @@ def container_env(sandbox: Sandbox, env: Mapping[str, str] | None) -> dict[str, 
     return result
 
 
-def _check_runnable(sandbox: Sandbox, argv: Sequence[str], env: Mapping[str, str], working_dir: str | None) -> None:
+# Looks up a working directory ($1) and a program ($2, on the PATH $3) in the pod's mount namespace,
+# as exec would: exit 0 when both are there, 3 without the directory, 4 without the program.
+_LOOKUP_IN_POD = """
+[ -z "$1" ] || cd "$1" 2>/dev/null || exit 3
+case $2 in */*) [ -f "$2" ] && [ -x "$2" ] && exit 0; exit 4;; esac
+IFS=:
+for d in $3; do [ -f "${d:-.}/$2" ] && [ -x "${d:-.}/$2" ] && exit 0; done
+exit 4
+"""
+
+
+async def _runnable_in_pod(sandbox: Sandbox, program: str, path: str, working_dir: str | None) -> tuple[bool, bool]:
+    """(working directory there, program there) in the pod's own view, which has its volumes."""
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter", f"--mount={sandbox.ns_path('mnt')}", "--", "sh", "-c", _LOOKUP_IN_POD, "sh",
+        working_dir or "", program, path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    code = await proc.wait()
+    if code not in (0, 3, 4):  # could not look: the host's answer stands
+        return (not working_dir or os.path.isdir(working_dir)), False
+    return code != 3, code == 0
+
+
+async def _check_runnable(sandbox: Sandbox, argv: Sequence[str], env: Mapping[str, str],
+                          working_dir: str | None) -> None:
     if not argv:
         raise ContainerStartError("no command specified")
     if not sandbox.is_alive():
         raise ContainerStartError(f"the pod sandbox {sandbox.netns} is not running")
-    if working_dir and not os.path.isdir(working_dir):
+    path = env.get("PATH", DEFAULT_PATH)
+    directory_found = not working_dir or os.path.isdir(working_dir)
+    program_found = shutil.which(argv[0], path=path) is not None
+    if not (directory_found and program_found):
+        # The host's view answers for nearly every container without starting a process; what
+        # it lacks may still be in the pod's, in a volume (a script from a ConfigMap, say).
+        directory_found, program_found = await _runnable_in_pod(sandbox, argv[0], path, working_dir)
+    if not directory_found:
         raise ContainerStartError(f"working directory {working_dir!r} does not exist")
-    if shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) is None:
+    if not program_found:
         raise ContainerStartError(f'exec: "{argv[0]}": executable file not found in $PATH')
 
 
@@ -373,7 +417,7 @@ async def start_container(
     program cannot be found or the working directory does not exist.
     """
     full_env = container_env(sandbox, env)
-    _check_runnable(sandbox, argv, full_env, working_dir)
+    await _check_runnable(sandbox, argv, full_env, working_dir)
     server = _fork_server
     if server is not None and forkserver.is_builtin_argv(argv):
         if server.alive:
@@ -483,7 +527,7 @@ async def exec_in_container(
     """
     full_env = container_env(sandbox, env)
     try:
-        _check_runnable(sandbox, argv, full_env, working_dir)
+        await _check_runnable(sandbox, argv, full_env, working_dir)
     except ContainerStartError as exc:
         # What a runtime's exec reports for a missing program: exit code 126/127 plus a message.
         code = 127 if "not found" in str(exc) else 126

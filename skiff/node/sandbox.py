@@ -8,7 +8,10 @@ A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
   route to the pod on the veth. Created from the host or from inside the node's namespace alike:
   every command names its namespace (``ip -n``).
 - a UTS namespace whose hostname is the pod's, and a mount namespace with the pod's resolv.conf,
-  hosts and hostname bound over /etc and a /sys of the pod's network namespace.
+  hosts and hostname bound over /etc, a /sys of the pod's network namespace, and the pod's volumes
+  (VolumeMount: a host directory or file the kubelet filled, bind-mounted at its mountPath; a
+  missing mountPath is made in a view private to the pod, never on the host: see
+  skiff.node.forkserver.mount_volumes).
 
 The node agent normally makes all of that without starting a process, as CRI-O does without
 infra containers: its fork server creates the three namespaces in-process and pins them with bind
@@ -26,7 +29,8 @@ namespace, started detached (not our child) like the pause container.
 
 Usage (async, from the node agent's event loop):
 
-    sb = await create_sandbox(node_netns, pod_uid, "web", "default", ip, gateway, resolv, hosts)
+    sb = await create_sandbox(node_netns, pod_uid, "web", "default", ip, gateway, resolv, hosts,
+                              mounts=[VolumeMount("/var/lib/.../token", "/var/run/secrets/...", read_only=True)])
     ...
     await destroy_sandbox(sb)          # or destroy_sandbox_netns(node_netns, netns) for orphans
 """
@@ -35,13 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from skiff.net import names
@@ -58,7 +63,14 @@ from skiff.net.ns import (
     remove_ns_pins,
 )
 from skiff.net.rtnl import Rtnl
-from skiff.node.forkserver import ForkServer, ForkServerError, SpawnFailed
+from skiff.node.forkserver import (
+    ForkServer,
+    ForkServerError,
+    MountFailed,
+    SpawnFailed,
+    child_env,
+    volume_helper_argv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +80,30 @@ _PAUSE_SCRIPT = 'printf %s "$0" > /proc/sys/kernel/hostname && echo $$ && exec s
 
 class SandboxError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A volume as the pod's containers see it: `source` (an absolute host path: a directory, or a
+    file for a subPath that is one) bind-mounted at `target` (an absolute path in the pod, a
+    volumeMount's mountPath). A directory shows the source's live contents (the kubelet's atomic
+    symlink swaps included); `read_only` mounts refuse writes (EROFS)."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+def plan_mounts(mounts: Iterable[VolumeMount]) -> list[VolumeMount]:
+    """`mounts` in the order to make them: each before those mounted inside it (a stable sort, so of
+    two at the same target the later one ends up on top), exact duplicates once. Raises
+    SandboxError, naming the volume's target, for a path that is not absolute."""
+    unique = list(dict.fromkeys(mounts))
+    for m in unique:
+        for what, path in (("target", m.target), ("source", m.source)):
+            if not os.path.isabs(path):
+                raise SandboxError(f'volume mount at "{m.target}": the {what} {path!r} is not an absolute path')
+    return sorted(unique, key=lambda m: [part for part in os.path.normpath(m.target).split("/") if part])
 
 
 @dataclass
@@ -195,12 +231,24 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
 
 
 async def _create_pinned(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
-                         resolv_conf: str, hosts: str, hostname: str) -> None:
+                         resolv_conf: str, hosts: str, hostname: str, mounts: Sequence[VolumeMount]) -> None:
     """The fork server's way: pinned namespaces, wired by rtnetlink."""
     pins = {kind: ns_pin_path(netns, kind) for kind in ("net", "uts", "mnt")}
     etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
-    await server.sandbox(netns, pins, pin_dir(node_netns), etc, hostname)
+    await server.sandbox(netns, pins, pin_dir(node_netns), etc, hostname, [asdict(m) for m in mounts])
     wire_pod_network(node_netns, netns, veth, ip, gateway)
+
+
+async def _mount_in_holder(pause_pid: int, mounts: Sequence[VolumeMount]) -> None:
+    """The fallback's way to mount volumes: a helper process joins the holder's mount namespace and
+    mounts them as the fork server does (joining a mount namespace takes a single-threaded process,
+    which the agent is not). Raises SandboxError with the helper's reason."""
+    proc = await asyncio.create_subprocess_exec(
+        *volume_helper_argv(pause_pid), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, env=child_env(), cwd="/")
+    _, err = await proc.communicate(json.dumps([asdict(m) for m in mounts]).encode())
+    if proc.returncode != 0:
+        raise SandboxError(err.decode(errors="replace").strip() or f"the volume helper exited with {proc.returncode}")
 
 
 def ip_wiring(netns: str, veth: str, ip: str, gateway: str) -> tuple[list[str], list[str]]:
@@ -243,15 +291,19 @@ async def create_sandbox(
     hosts: str,
     hostname: str | None = None,
     fork_server: ForkServer | None = None,
+    mounts: Sequence[VolumeMount] = (),
 ) -> Sandbox:
     """Create a pod's sandbox on the node whose network namespace is `node_netns`.
 
     `ip` comes from the node's IPAM, `gateway` is the node's pod gateway (first address of its pod
-    CIDR). `hostname` defaults to the pod name (pod.spec.hostname when set). With a live
-    `fork_server` no process is started (see the module docstring). On failure everything
-    created so far is removed and the error re-raised.
+    CIDR). `hostname` defaults to the pod name (pod.spec.hostname when set). `mounts` are the pod's
+    volumes, mounted in its mount namespace (parents before what is mounted inside them, whatever
+    their order here). With a live `fork_server` no process is started (see the module
+    docstring). On failure everything created so far is removed and the error re-raised; a volume
+    that cannot be mounted raises SandboxError naming its source and target.
     """
     started = time.monotonic()
+    planned = plan_mounts(mounts)
     hostname = hostname or pod_name
     netns = names.pod_netns_name(node_netns, namespace, pod_name, pod_uid)
     veth = names.pod_veth_name(netns)
@@ -263,8 +315,13 @@ async def create_sandbox(
     pause_pid = None
     if fork_server is not None and fork_server.alive and os.path.ismount(pin_dir(node_netns)):
         try:
-            await _create_pinned(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts, hostname)
+            await _create_pinned(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts, hostname,
+                                 planned)
             pause_pid = 0
+        except MountFailed as exc:
+            # The other way would fail alike.
+            await destroy_sandbox_netns(node_netns, netns)
+            raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
         except (ForkServerError, SpawnFailed, OSError) as exc:
             log.warning("sandbox %s through the fork server failed (%s); using ip", netns, exc)
             await destroy_sandbox_netns(node_netns, netns)
@@ -275,6 +332,8 @@ async def create_sandbox(
         write_pod_etc(netns, resolv_conf, hosts, hostname)
         try:
             pause_pid = await _create_with_ip(node_netns, netns, veth, ip, gateway, hostname)
+            if planned:
+                await _mount_in_holder(pause_pid, planned)
         except (CommandError, SandboxError, OSError) as exc:
             await destroy_sandbox_netns(node_netns, netns)
             raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
