@@ -117,6 +117,34 @@ def expand(text: str, mapping: Mapping[str, str]) -> str:
 
 # ---- fieldRef and resourceFieldRef ---------------------------------------------------------------------
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+def go_quote(text: str) -> str:
+    """A string as Go's %q prints it (strconv.Quote), which is how the kubelet writes label and
+    annotation values into downward API files: readers of those files parse that format."""
+    out = ['"']
+    for ch in text:
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def format_map(items: Mapping[str, str]) -> str:
+    """All labels (or annotations) as the downward API shows them: `key="value"` lines, sorted by key."""
+    return "\n".join(f"{k}={go_quote(str(v))}" for k, v in sorted(items.items()))
+
+
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.*)'\]$")
 
 
@@ -143,8 +171,7 @@ def field_ref_value(pod: dict, path: str) -> str:
     if path == "status.hostIPs":
         return ",".join(p.get("ip", "") for p in status.get("hostIPs") or [])
     if path in ("metadata.labels", "metadata.annotations"):
-        items = md.get(path.split(".")[1]) or {}
-        return "\n".join(f'{k}="{v}"' for k, v in sorted(items.items()))
+        return format_map(md.get(path.split(".")[1]) or {})
     raise EnvError(f"unsupported fieldRef fieldPath {path!r}")
 
 

@@ -21,9 +21,11 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from skiff.api.resources import lookup
 from skiff.client.informer import Informer
@@ -42,7 +44,8 @@ from skiff.net import names
 from skiff.net.ipam import PodIPAM
 from skiff.net.ns import ensure_pin_dir, remove_pin_dir
 from skiff.net.plan import pod_gateway
-from skiff.node import envvars, lifecycle, probes, runtime
+from skiff.node import envvars, lifecycle, probes, runtime, volumes
+from skiff.node.atomicwriter import write_payload
 from skiff.node.podstatus import (
     RUNNING,
     TERMINATED,
@@ -59,6 +62,7 @@ from skiff.node.runtime import ContainerProcess, ContainerStartError, exec_in_co
 from skiff.node.sandbox import (
     Sandbox,
     SandboxError,
+    VolumeMount,
     create_sandbox,
     destroy_sandbox_netns,
     list_sandbox_netns,
@@ -143,6 +147,212 @@ def _grace(pod: dict) -> float:
     return float(30 if g is None else g)
 
 
+# How long a mount that failed waits before the next try, as the kubelet's volume manager backs off
+# (500 ms doubling to about 2 minutes); a change to a referenced object wakes it at once.
+MOUNT_RETRY_INITIAL = 0.5
+MOUNT_RETRY_MAX = 122.0
+# The kubelet refreshes a projected token after 80% of its lifetime, or once it is 24 h old.
+TOKEN_REFRESH_FRACTION = 0.8
+TOKEN_MAX_AGE = 24 * 3600.0
+EMPTY_DIR_MODE = 0o777  # as the kubelet makes them: any container user may write
+
+
+def check_host_path(path: str, path_type: str) -> None:
+    """The kubelet's hostPath checks, and the creation DirectoryOrCreate/FileOrCreate ask for;
+    raises VolumeError with its messages. Blocking (file system)."""
+    if ".." in path.split("/"):
+        raise volumes.VolumeError(f"invalid HostPath `{path}`: must not contain '..'")
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise volumes.VolumeError(f"hostPath type check failed: {path}: {e.strerror}") from None
+    if not path_type:
+        if st is None:
+            # No type asked: the container runtime makes a missing source a directory.
+            os.makedirs(path, 0o755, exist_ok=True)
+        return
+    if path_type == "DirectoryOrCreate" and st is None:
+        try:
+            os.makedirs(path, 0o755, exist_ok=True)
+        except OSError as e:
+            raise volumes.VolumeError(f"mkdir {path}: {e.strerror.lower()}") from None
+        return
+    if path_type == "FileOrCreate" and st is None:
+        try:  # like the kubelet, the file only: its directory must exist
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        except OSError as e:
+            raise volumes.VolumeError(f"open {path}: {e.strerror.lower()}") from None
+        return
+    tests = {"Directory": (stat.S_ISDIR, "a directory"), "DirectoryOrCreate": (stat.S_ISDIR, "a directory"),
+             "File": (stat.S_ISREG, "a file"), "FileOrCreate": (stat.S_ISREG, "a file"),
+             "Socket": (stat.S_ISSOCK, "a socket file"), "CharDevice": (stat.S_ISCHR, "a character device"),
+             "BlockDevice": (stat.S_ISBLK, "a block device")}
+    if path_type not in tests:
+        raise volumes.VolumeError(f"{path_type} is an invalid volume type")
+    test, what = tests[path_type]
+    if st is None or not test(st.st_mode):
+        raise volumes.VolumeError(f"hostPath type check failed: {path} is not {what}")
+
+
+class PodVolumes:
+    """The host side of one pod's volumes: a directory per volume under the node's state, their
+    files written and kept current (referenced objects changing, the pod's labels changing, tokens
+    coming up for refresh), and the mounts handed to the sandbox."""
+
+    def __init__(self, worker: PodWorker):
+        self.w = worker
+        self.k = worker.k
+        self.root = self.k.volume_root / worker.uid
+        self.tokens: dict[str, tuple[str, float, float]] = {}  # key -> (token, refresh at, expires at)
+        self.dirty = asyncio.Event()  # something a volume shows may have changed
+        cms, secs = volumes.referenced_objects(worker.pod)
+        ns = worker.namespace
+        self.refs = {("configmaps", ns, n) for n in cms} | {("secrets", ns, n) for n in secs}
+        self.shows_metadata = volumes.uses_pod_metadata(worker.pod)
+        self._task: asyncio.Task | None = None
+
+    def path_of(self, volume: dict) -> str:
+        kind = volumes.volume_kind(volume)
+        if kind == volumes.HOST_PATH:
+            return volume["hostPath"].get("path", "")
+        return str(self.root / volumes.PLUGIN_DIRS[kind] / volume.get("name", ""))
+
+    async def sync(self) -> dict[str, str]:
+        """Bring every volume up to date; what failed, by volume name (the kubelet's error text)."""
+        errors: dict[str, str] = {}
+        fetched: dict[tuple[str, str], dict | None] = {}
+        for v in volumes.pod_volumes(self.w.pod):
+            name = v.get("name", "")
+            try:
+                await self._sync_one(v, fetched)
+            except volumes.VolumeError as e:
+                errors[name] = str(e)
+            except (OSError, ValueError) as e:
+                errors[name] = str(e)
+        return errors
+
+    async def _sync_one(self, v: dict, fetched: dict[tuple[str, str], dict | None]) -> None:
+        kind = volumes.volume_kind(v)
+        path = self.path_of(v)
+        if kind == volumes.EMPTY_DIR:
+            # medium: Memory is a plain directory too: the node's state is all Skiff has to give.
+            if not os.path.isdir(path):
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, EMPTY_DIR_MODE)
+            return
+        if kind == volumes.HOST_PATH:
+            await asyncio.to_thread(check_host_path, path, v["hostPath"].get("type") or "")
+            return
+        cms, secs = volumes.referenced_objects({"spec": {"volumes": [v]}})
+        for plural, names_ in (("configmaps", cms), ("secrets", secs)):
+            for n in names_:
+                if (plural, n) not in fetched:
+                    fetched[(plural, n)] = await self.k.volume_object(plural, self.w.namespace, n)
+        tokens: dict[str, str] = {}
+        token_errors: dict[str, str] = {}
+        for src in volumes.token_sources({"spec": {"volumes": [v]}}):
+            try:
+                tokens[src.key] = await self._token(src)
+            except volumes.VolumeError as e:
+                token_errors[src.key] = str(e)
+        payload = volumes.render(self.w.pod_with_ips(), v,
+                                 {n: o for (p, n), o in fetched.items() if p == "configmaps"},
+                                 {n: o for (p, n), o in fetched.items() if p == "secrets"},
+                                 tokens, self.k.allocatable, token_errors)
+        await asyncio.to_thread(write_payload, path, payload)
+
+    async def _token(self, src: volumes.TokenSource) -> str:
+        """A token for a serviceAccountToken source, from the TokenRequest API, reused until it is
+        due for refresh; a refresh that fails keeps the old token while it is valid, as the kubelet's
+        token manager does."""
+        now = time.time()
+        held = self.tokens.get(src.key)
+        if held is not None and now < held[1]:
+            return held[0]
+        pod = self.w.pod
+        spec: dict = {"expirationSeconds": src.expiration_seconds,
+                      "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.w.name, "uid": self.w.uid}}
+        if src.audience:
+            spec["audiences"] = [src.audience]
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        path = f"/api/v1/namespaces/{quote(self.w.namespace)}/serviceaccounts/{quote(account)}/token"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        try:
+            answer = await self.k.client.request("POST", path, body=body)
+            token = answer["status"]["token"]
+            expires = _parse_ts(answer["status"]["expirationTimestamp"])
+        except (ClientError, KeyError, TypeError) as e:
+            if held is not None and now < held[2]:
+                return held[0]
+            why = (e.status.get("message") or str(e)) if isinstance(e, ClientError) else "no token in the answer"
+            raise volumes.VolumeError(f"failed to fetch token: {why}") from None
+        ttl = float((answer.get("spec") or {}).get("expirationSeconds") or src.expiration_seconds)
+        issued = expires - ttl
+        refresh = min(issued + TOKEN_REFRESH_FRACTION * ttl, issued + TOKEN_MAX_AGE)
+        self.tokens[src.key] = (token, refresh, expires)
+        return token
+
+    def next_refresh(self) -> float | None:
+        return min((t[1] for t in self.tokens.values()), default=None)
+
+    def mounts(self, envs: dict[str, dict[str, str]]) -> list[VolumeMount]:
+        """The sandbox's mounts: each plan's host path (a subPath resolved to what it is now, so
+        that, as in Kubernetes, it never follows updates)."""
+        by_name = {v.get("name", ""): v for v in volumes.pod_volumes(self.w.pod)}
+        out: list[VolumeMount] = []
+        for plan in volumes.plan_mounts(self.w.pod, envs):
+            base = self.path_of(by_name[plan.volume])
+            source = base
+            if plan.sub_path:
+                real_base = os.path.realpath(base)
+                source = os.path.realpath(os.path.join(base, plan.sub_path))
+                if source != real_base and not source.startswith(real_base.rstrip("/") + "/"):
+                    raise volumes.MountError(f'subPath "{plan.sub_path}" of volume "{plan.volume}" is outside '
+                                             "the volume (a symlink leads out of it)")
+                if not os.path.lexists(source):
+                    # The kubelet makes a missing subPath a directory, with the volume's permissions.
+                    os.makedirs(source, exist_ok=True)
+                    os.chmod(source, os.stat(real_base).st_mode & 0o7777)
+            out.append(VolumeMount(source=source, target=plan.target, read_only=plan.read_only))
+        return out
+
+    def start_keeping(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._keep(), name=f"volumes-{self.w.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+
+    async def _keep(self) -> None:
+        """Rewrite the files when what they show changes; subPath mounts keep what they had."""
+        retry = MOUNT_RETRY_INITIAL
+        while True:
+            refresh = self.next_refresh()
+            timeout = None if refresh is None else max(0.0, refresh - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.dirty.wait(), timeout)
+            self.dirty.clear()
+            errors = await self.sync()
+            for name, message in errors.items():
+                self.k.event(self.w.pod, "Warning", "FailedMount",
+                             f'MountVolume.SetUp failed for volume "{name}" : {message}')
+            if errors:
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, MOUNT_RETRY_MAX)
+                self.dirty.set()
+            else:
+                retry = MOUNT_RETRY_INITIAL
+
+    def remove(self) -> None:
+        """The pod's volume directories (never a hostPath: those are the host's). Blocking."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class PodWorker:
     def __init__(self, kubelet: Kubelet, pod: dict):
         self.k = kubelet
@@ -194,6 +404,9 @@ class PodWorker:
         self._task: asyncio.Task | None = None
         self._status_task: asyncio.Task | None = None
         self._hold_until = 0.0  # loop time until which the first status write may wait (see _settling)
+        # A hostNetwork pod runs in the node's mount namespace: nothing is mounted for it.
+        self.volumes: PodVolumes | None = (PodVolumes(self) if volumes.pod_volumes(pod) and not spec.get("hostNetwork")
+                                           else None)
 
     # ---- lookups ------------------------------------------------------------------------------------
     def spec_of(self, name: str) -> tuple[dict, bool]:
@@ -229,7 +442,11 @@ class PodWorker:
         self._status_task = loop.create_task(self._status_loop(), name=f"status-{self.namespace}/{self.name}")
 
     def update(self, pod: dict) -> None:
-        self.pod = pod
+        old_md, self.pod = self.pod.get("metadata") or {}, pod
+        md = pod.get("metadata") or {}
+        if self.volumes is not None and self.volumes.shows_metadata and (
+                old_md.get("labels") != md.get("labels") or old_md.get("annotations") != md.get("annotations")):
+            self.volumes.dirty.set()
         rv = _rv(pod)
         if rv > self._written_rv and _cond_status(pod, "Ready") != _cond_status({"status": self._last_written},
                                                                                   "Ready"):
@@ -311,8 +528,11 @@ class PodWorker:
                     log.warning("deleting pod %s/%s: %s", self.namespace, self.name, e)
         if not self.k.shutting_down:
             # The pod is gone for good: so are its logs, as kubelet removes /var/log/pods/<pod>.
-            # (An agent that stops keeps them, for `kubectl logs --previous` after its restart.)
+            # (An agent that stops keeps them, for `kubectl logs --previous` after its restart, and
+            # its volumes, so that an emptyDir outlives the restart as it outlives a kubelet's.)
             await asyncio.to_thread(shutil.rmtree, self.log_dir, True)
+            if self.volumes is not None:
+                await asyncio.to_thread(self.volumes.remove)
         self.k.forget(self)
 
     async def _teardown(self, grace: float) -> None:
@@ -339,6 +559,8 @@ class PodWorker:
             with contextlib.suppress(BaseException):
                 await task
         self.runners.clear()
+        if self.volumes is not None:
+            await self.volumes.stop()
         await self._destroy_sandbox()
         self.terminal = True
         self.mark_dirty()
@@ -434,6 +656,11 @@ class PodWorker:
                                    gateway="", hostname=os.uname().nodename, host_veth="", pause_pid=os.getpid())
             self.view.pod_ip = self.k.node_ip
             self.view.sandbox_ready = True
+            unmounted = volumes.unmounted_on_host_network(self.pod)
+            if unmounted:
+                self.k.event(self.pod, "Warning", "VolumesNotMounted",
+                             f"volumes [{' '.join(unmounted)}] are not mounted: Skiff runs a hostNetwork pod in "
+                             "its node's own mount namespace, where it mounts nothing")
             return
         delay = 0.2
         while True:
@@ -447,12 +674,14 @@ class PodWorker:
         ip = self.k.ipam.allocate(self.uid)
         resolv = resolv_conf(self.pod, cfg.dns_service_ip, cfg.cluster_domain, self.k.host_resolv)
         hosts = hosts_file(self.pod, ip, cfg.cluster_domain)
+        # As the kubelet: every volume is set up before the sandbox exists.
+        mounts = await self._mount_volumes(ip) if self.volumes is not None else []
         delay = 0.2
         while True:
             try:
                 self.sandbox = await create_sandbox(self.k.node_netns, self.uid, self.name, self.namespace, ip,
                                                     self.k.gateway, resolv, hosts, hostname,
-                                                    fork_server=runtime.fork_server())
+                                                    fork_server=runtime.fork_server(), mounts=mounts)
                 break
             except SandboxError as e:
                 self.k.event(self.pod, "Warning", "FailedCreatePodSandBox",
@@ -461,6 +690,40 @@ class PodWorker:
                 delay = min(delay * 2, 10)
         self.view.pod_ip = ip
         self.view.sandbox_ready = True
+        if self.volumes is not None:
+            self.volumes.start_keeping()
+
+    async def _mount_volumes(self, ip: str) -> list[VolumeMount]:
+        """Set up every volume and work out the mounts, retrying (with the kubelet's back-off, or at
+        once when a referenced object changes) until it all works; the pod waits in ContainerCreating
+        meanwhile, with FailedMount events saying why."""
+        assert self.volumes is not None
+        retry = MOUNT_RETRY_INITIAL
+        while True:
+            self.volumes.dirty.clear()
+            errors = await self.volumes.sync()
+            for name, message in errors.items():
+                self.k.event(self.pod, "Warning", "FailedMount",
+                             f'MountVolume.SetUp failed for volume "{name}" : {message}')
+            if not errors:
+                try:
+                    return self.volumes.mounts(await self._subpath_envs(ip))
+                except (volumes.MountError, envvars.EnvError, OSError) as e:
+                    self.k.event(self.pod, "Warning", "FailedMount", f"Unable to mount volumes: {e}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.volumes.dirty.wait(), retry)
+            retry = min(retry * 2, MOUNT_RETRY_MAX)
+
+    async def _subpath_envs(self, ip: str) -> dict[str, dict[str, str]]:
+        """The environments subPathExpr expands against, for the containers that have one."""
+        pod = self.pod_with_ips()
+        pod["status"] = {**pod["status"], "podIP": ip, "podIPs": [{"ip": ip}]}
+        envs: dict[str, dict[str, str]] = {}
+        spec = self.pod.get("spec") or {}
+        for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            if any(m.get("subPathExpr") for m in c.get("volumeMounts") or []):
+                envs[c["name"]] = await self.k.container_env(pod, c)
+        return envs
 
     def _field_path(self, name: str, init: bool) -> str:
         return f"spec.{'initContainers' if init else 'containers'}{{{name}}}"
@@ -823,6 +1086,9 @@ class Kubelet:
         self.state_dir = Path(state_dir)
         node_dir = self.state_dir / "nodes" / self.node_name
         self.log_root = node_dir / "pods"
+        self.volume_root = node_dir / "volumes"  # <pod uid>/<plugin>/<volume>, as the kubelet's pods/ dir
+        # ConfigMaps and Secrets that volumes show, watched from the first pod that needs them.
+        self.volume_informers: dict[str, Informer] = {}
         cidr = cfg.node_pod_cidr(node_index)
         self.ipam = PodIPAM(cidr, node_dir / "ipam.json")
         self.gateway = pod_gateway(cidr)
@@ -860,6 +1126,17 @@ class Kubelet:
         active = [p["metadata"]["uid"] for p in self.pods.list()
                   if p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
         self.ipam.retain_only(active)
+        await asyncio.to_thread(self._remove_orphan_volumes, {p["metadata"]["uid"] for p in self.pods.list()})
+
+    def _remove_orphan_volumes(self, known: set[str]) -> None:
+        """Volume directories of pods that are gone (removed while no agent ran)."""
+        try:
+            entries = list(self.volume_root.iterdir())
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name not in known and entry.name not in self.workers:
+                shutil.rmtree(entry, ignore_errors=True)
 
     async def shutdown(self) -> None:
         """Agent stopping: stop every pod (gracefully, but quickly) and remove its sandbox."""
@@ -876,6 +1153,8 @@ class Kubelet:
         remove_pin_dir(self.node_netns)
         self.ipam.flush()
         await self.services.stop()
+        for informer in self.volume_informers.values():
+            await informer.stop()
         # Let queued events go out, briefly.
         await self.events.drain(0.5)
 
@@ -916,6 +1195,33 @@ class Kubelet:
         cms = {n: await self._get(CONFIGMAPS, ns, n) for n in cm_names}
         secs = {n: await self._get(SECRETS, ns, n) for n in secret_names}
         return envvars.container_env(pod, container, self.services.list(), cms, secs, self.allocatable)
+
+    async def volume_object(self, plural: str, ns: str, name: str) -> dict | None:
+        """A ConfigMap or Secret a volume shows (None if it does not exist), from a watch of them all
+        that also tells pods when one changes. One the watch has not seen yet (just created) is read
+        directly before it counts as missing."""
+        informer = self.volume_informers.get(plural)
+        if informer is None:
+            informer = Informer(self.client, CONFIGMAPS if plural == "configmaps" else SECRETS)
+            informer.add_handler(lambda etype, obj, old: self._on_volume_object(plural, obj))
+            self.volume_informers[plural] = informer
+            informer.start()
+        await informer.synced.wait()
+        obj = informer.get(f"{ns}/{name}")
+        if obj is not None:
+            return obj
+        try:
+            return await self.client.get(CONFIGMAPS if plural == "configmaps" else SECRETS, ns, name)
+        except ClientError as e:
+            if e.code == 404:
+                return None
+            raise volumes.VolumeError(f"failed to get {plural[:-1]} \"{name}\": {e.status.get('message') or e}") from e
+
+    def _on_volume_object(self, plural: str, obj: dict) -> None:
+        ref = (plural, obj["metadata"].get("namespace", ""), obj["metadata"].get("name", ""))
+        for w in self.workers.values():
+            if w.volumes is not None and ref in w.volumes.refs:
+                w.volumes.dirty.set()
 
     async def _get(self, info, ns: str, name: str) -> dict | None:
         try:
