@@ -144,7 +144,7 @@ def up(cfg: ClusterConfig, progress: Progress, wait: bool = False, given: dict[s
         except Exception:  # the original error is the one worth reporting
             pass
         if fresh:
-            shutil.rmtree(state, ignore_errors=True)
+            _remove_state(state)
         from skiff.net.nodes import NetworkConflict
 
         if isinstance(e, NetworkConflict):
@@ -349,6 +349,15 @@ def _processes_of(state: Path) -> list[int]:
     return found
 
 
+def _remove_state(state: Path) -> None:
+    """Remove a cluster's state directory, detaching first what node agents mounted in it (their
+    volume tmpfs, left mounted if an agent was killed)."""
+    from skiff.net.ns import detach_mounts_under
+
+    detach_mounts_under(state)
+    shutil.rmtree(state, ignore_errors=True)
+
+
 def down(name: str, progress: Progress) -> bool:
     """Remove everything the cluster created. Works after a crash and when nothing is left."""
     state = skiff_home() / name
@@ -364,7 +373,7 @@ def down(name: str, progress: Progress) -> bool:
 
     kubeconfig.remove_from_user(name)
     if state.exists():
-        shutil.rmtree(state, ignore_errors=True)
+        _remove_state(state)
     if found:
         progress(f'Deleted cluster "{name}".')
     return found

@@ -221,6 +221,23 @@ def top_mount_points_under(directory: str, points: Iterable[str]) -> list[str]:
     return top
 
 
+def detach_mounts_under(path: str | os.PathLike) -> int:
+    """Detach every mount at or below `path` in this mount namespace, deepest first; how many.
+    For a directory about to be removed that may hold a tmpfs (a node's volume files)."""
+    root = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = mount_points(f.read())
+    except OSError:
+        return 0
+    mine = [p for p in points if p == root or p.startswith(root.rstrip("/") + "/")]
+    count = 0
+    for point in sorted(set(mine), key=lambda p: (-p.count("/"), p)):
+        while detach(point):  # stacked mounts: each detach uncovers the next
+            count += 1
+    return count
+
+
 def unpin(path: str) -> None:
     """Detach a namespace pin (a bind mount on a file) and remove the file. Missing pins and
     half-made ones (a file with nothing mounted on it) are fine."""
