@@ -122,9 +122,12 @@ class APIServer:
         try:
             if request.path not in _PUBLIC:
                 auth = request.headers.get("Authorization", "")
-                if not auth.startswith("Bearer "):
+                scheme, _, token = auth.partition(" ")
+                # The scheme is case-insensitive (RFC 7235): the official Python client's in-cluster
+                # configuration sends "bearer".
+                if scheme.lower() != "bearer":
                     raise errors.unauthorized()
-                token = auth[7:].strip()
+                token = token.strip()
                 # The administrator's token first: one comparison, no await, for the busiest callers.
                 user = self.authenticator.admin(token) or await self.authenticator.authenticate(token)
                 if user is None:

@@ -180,3 +180,50 @@ def test_termination_behavior_for_pods_and_their_endpoints(cluster):
     assert "Killing" in reasons.split() and "FailedPreStopHook" not in reasons.split()
     k("delete", "pod", old, "--grace-period=1")  # a shorter grace cuts the hook short
     k("delete", "-f", "-", input=TERMINATION_TUTORIAL)
+
+
+ACCESS_API_SCRIPT = r"""
+APISERVER=https://kubernetes.default.svc
+SERVICEACCOUNT=/var/run/secrets/kubernetes.io/serviceaccount
+NAMESPACE=$(cat ${SERVICEACCOUNT}/namespace)
+TOKEN=$(cat ${SERVICEACCOUNT}/token)
+CACERT=${SERVICEACCOUNT}/ca.crt
+curl -sS --cacert ${CACERT} --header "Authorization: Bearer ${TOKEN}" -X GET ${APISERVER}/api
+echo; echo "namespace=${NAMESPACE}"
+"""
+
+IN_CLUSTER_CLIENT = """
+from kubernetes import client, config
+config.load_incluster_config()
+pods = client.CoreV1Api().list_namespaced_pod(open(
+    "/var/run/secrets/kubernetes.io/serviceaccount/namespace").read())
+print(sorted(p.metadata.name for p in pods.items))
+"""
+
+
+def test_access_the_kubernetes_api_from_a_pod(cluster):
+    """"Accessing the Kubernetes API from a Pod": the mounted ServiceAccount token, CA and namespace
+    reach https://kubernetes.default.svc without any setup, and so does an in-cluster client."""
+    import sys
+
+    k = cluster.kubectl
+
+    def dns_ready() -> bool:  # the fixture's cluster is not started with --wait
+        slices = json.loads(k("get", "endpointslices", "-n", "kube-system", "-l",
+                              "kubernetes.io/service-name=kube-dns", "-o", "json"))["items"]
+        return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
+    wait_for(dns_ready, 60, 0.3)
+    k("run", "api-curl", "--image=curlimages/curl", "--restart=Never", "--command", "--", "sh", "-c",
+      ACCESS_API_SCRIPT)
+    wait_for(lambda: k("get", "pod", "api-curl", "-o", "jsonpath={.status.phase}") == "Succeeded", 20)
+    out = k("logs", "api-curl")
+    assert "namespace=" in out, out
+    api = json.loads(out.rpartition("namespace=")[0])
+    assert api["kind"] == "APIVersions" and api["versions"] == ["v1"], out
+    assert "namespace=default" in out
+    # The official Python client's in-cluster configuration, run as a pod's command.
+    k("run", "api-client", "--image=python:3.11", "--restart=Never", "--command", "--",
+      sys.executable, "-c", IN_CLUSTER_CLIENT)
+    wait_for(lambda: k("get", "pod", "api-client", "-o", "jsonpath={.status.phase}") in ("Succeeded", "Failed"), 30)
+    assert "'api-client'" in k("logs", "api-client") and "'api-curl'" in k("logs", "api-client")
+    k("delete", "pod", "api-curl", "api-client", "--grace-period=0")
