@@ -427,6 +427,11 @@ def test_restart_after_crash_keeps_state_and_down_cleans_up():
         k("apply", "-f", str(SEED / "nodeport.yaml"))
         wait_for(lambda: len([p for p in json.loads(k("get", "pods", "-o", "json"))["items"] if is_ready(p)]) == 3)
         state = c.home / c.name
+
+        def volume_mounts() -> list[str]:  # the node agents' volume tmpfs, one per node
+            with open("/proc/self/mountinfo") as f:
+                return [line.split()[4] for line in f if line.split()[4].startswith(str(c.home))]
+        assert len(volume_mounts()) == 2, volume_mounts()
         for pidfile in state.glob("*.pid"):
             try:
                 os.killpg(int(pidfile.read_text()), signal.SIGKILL)  # a crash: nothing gets to clean up
@@ -438,7 +443,11 @@ def test_restart_after_crash_keeps_state_and_down_cleans_up():
         wait_for(lambda: len([p for p in json.loads(k("get", "pods", "-o", "json"))["items"] if is_ready(p)]) == 3, 15)
         assert "Hello, world!" in wait_for(lambda: (lambda r: r.stdout if r.returncode == 0 else None)(
             curl(f"http://{c.cfg.node_ip(1)}:30008/")), 10)
+        assert len(volume_mounts()) == 2, volume_mounts()  # the crashed agents' tmpfs replaced, not stacked
+        os.killpg(c.agent_pid(c.cfg.node_name(0)), signal.SIGKILL)  # `skiff down` must detach what it left
     finally:
-        name = c.name
+        name, home = c.name, str(c.home)
         c.down()
     assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    with open("/proc/self/mountinfo") as f:
+        assert not [line for line in f if home in line]
