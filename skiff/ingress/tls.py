@@ -12,7 +12,6 @@ import datetime
 import logging
 import os
 import ssl
-import tempfile
 from collections.abc import Callable
 
 from skiff.ingress.routes import RouteTable, TLSCert
@@ -44,18 +43,29 @@ def fake_certificate() -> tuple[bytes, bytes]:
                               serialization.NoEncryption()))
 
 
+def _memory_file(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
+
+
 def context_from_pem(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    """ssl can only load certificates from files, so the PEM goes through a private temp dir."""
+    """ssl can only load certificates from files. They are memory files (memfd), not files in a temp
+    dir: a process killed while loading leaves no private key behind on disk."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["http/1.1"])
-    with tempfile.TemporaryDirectory(prefix="skiff-tls-") as d:
-        cert_file, key_file = os.path.join(d, "tls.crt"), os.path.join(d, "tls.key")
-        for path, data in ((cert_file, cert_pem), (key_file, key_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(cert_file, key_file)
+    cert_fd = _memory_file("tls.crt", cert_pem)
+    try:
+        key_fd = _memory_file("tls.key", key_pem)
+        try:
+            ctx.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+        finally:
+            os.close(key_fd)
+    finally:
+        os.close(cert_fd)
     return ctx
 
 
