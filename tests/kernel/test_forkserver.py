@@ -14,33 +14,17 @@ import urllib.request
 import pytest
 
 from skiff.images.registry import resolve
-from skiff.net import names
-from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipam import IPPool
-from skiff.net.nodes import create_cluster_network, node_netns
-from skiff.net.ns import list_netns
+from skiff.net.nodes import node_netns
 from skiff.node import runtime
 from skiff.node.forkserver import ForkServer, ForkServerError, SpawnFailed, is_builtin_argv
 from skiff.node.runtime import ContainerStartError, read_log, start_container
 from skiff.node.sandbox import create_sandbox, destroy_sandbox
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_node_network import leftovers, random_config  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 RESOLV = "nameserver 10.96.0.10\n"
-
-
-@pytest.fixture
-async def network():
-    cfg = random_config(nodes=1)
-    try:
-        await create_cluster_network(cfg)
-        yield cfg
-    finally:
-        destroy_cluster_network_sync(cfg.name)
-        assert leftovers(cfg) == []
-        assert not [ns for ns in list_netns() if names.belongs_to_cluster(cfg.name, ns)]
 
 
 @pytest.fixture

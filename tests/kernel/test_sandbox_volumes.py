@@ -10,11 +10,9 @@ import uuid
 
 import pytest
 
-from skiff.net import names
-from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipam import IPPool
-from skiff.net.nodes import create_cluster_network, node_netns
-from skiff.net.ns import detach, list_netns, mount, mount_points, top_mount_points_under
+from skiff.net.nodes import node_netns
+from skiff.net.ns import detach, mount, mount_points, top_mount_points_under
 from skiff.node.forkserver import ForkServer
 from skiff.node.runtime import exec_in_container
 from skiff.node.sandbox import (
@@ -28,7 +26,6 @@ from skiff.node.sandbox import (
 )
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_node_network import leftovers, random_config  # noqa: E402
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and mounts")
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -81,18 +78,6 @@ def host_mounts() -> list[str]:
 def foreign_mounts(lines: list[str], *tags: str) -> list[str]:
     """Host mount table lines that a pod's volumes could have leaked."""
     return [line for line in lines if "skiff-pod" in line or any(tag in line for tag in tags)]
-
-
-@pytest.fixture
-async def network():
-    cfg = random_config(nodes=1)
-    try:
-        await create_cluster_network(cfg)
-        yield cfg
-    finally:
-        destroy_cluster_network_sync(cfg.name)
-        assert leftovers(cfg) == []
-        assert not [ns for ns in list_netns() if names.belongs_to_cluster(cfg.name, ns)]
 
 
 @pytest.fixture(params=["fork-server", "ip"])
