@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import Cluster, ControlPlane
+from tests.support import Cluster, ControlPlane, unique_name, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +28,22 @@ def cluster():
         yield c
     finally:
         c.down()
+
+
+@pytest.fixture
+def kubectl(cp):
+    return cp.kubectl
+
+
+@pytest.fixture
+def ns(kubectl):
+    """A fresh namespace, deleted afterwards. As on a real cluster, controllers give it the `default`
+    ServiceAccount and the kube-root-ca.crt ConfigMap a moment after it is made: it is handed over
+    once both are there (pods need the one, tests that watch ConfigMaps must not see the other)."""
+    name = unique_name("ns")
+    kubectl("create", "namespace", name)
+    for kind, obj in (("serviceaccount", "default"), ("configmap", "kube-root-ca.crt")):
+        wait_for(lambda kind=kind, obj=obj: kubectl.run("get", kind, obj, "-n", name, check=False).returncode == 0,
+                 10)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)

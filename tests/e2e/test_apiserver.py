@@ -27,22 +27,6 @@ from skiff.controllers.base import BackgroundEvents, EventRecorder
 from tests.support import SEED, unique_name, wait_for
 
 
-@pytest.fixture
-def kubectl(cp):
-    return cp.kubectl
-
-
-@pytest.fixture
-def ns(kubectl):
-    name = unique_name("ns")
-    kubectl("create", "namespace", name)
-    # As on a real cluster, a controller adds kube-root-ca.crt to each namespace a moment after it is
-    # made; tests that watch ConfigMaps start after it.
-    wait_for(lambda: kubectl.run("get", "configmap", "kube-root-ca.crt", "-n", name, check=False).returncode == 0, 5)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
 def _apply_seed(kubectl, ns):
     return kubectl("apply", "-n", ns, "-f", str(SEED))
 

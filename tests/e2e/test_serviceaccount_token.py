@@ -20,21 +20,6 @@ from tests.support import Kubectl, unique_name, wait_for
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
-@pytest.fixture
-def kubectl(cp):
-    return cp.kubectl
-
-
-@pytest.fixture
-def ns(kubectl):
-    name = unique_name("sa")
-    kubectl("create", "namespace", name)
-    # The ServiceAccount controller adds `default` a moment after the namespace exists.
-    wait_for(lambda: kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0, 10)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
 def as_token(kubectl: Kubectl, token: str) -> Kubectl:
     """A kubectl whose kubeconfig holds `token` instead of the administrator's."""
     config = yaml.safe_load(kubectl.kubeconfig.read_text())
