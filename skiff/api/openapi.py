@@ -41,11 +41,13 @@ _SUBRESOURCE_DEFS = {
     "Scale": "io.k8s.api.autoscaling.v1.Scale",
     "Binding": "io.k8s.api.core.v1.Binding",
     "Eviction": "io.k8s.api.policy.v1.Eviction",
+    "TokenRequest": "io.k8s.api.authentication.v1.TokenRequest",
 }
 _SUBRESOURCE_GVK = {
     "Scale": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
     "Binding": {"group": "", "version": "v1", "kind": "Binding"},
     "Eviction": {"group": "policy", "version": "v1", "kind": "Eviction"},
+    "TokenRequest": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"},
 }
 # Subresources that are streams or upgrades (kube-apiserver calls them "connect" actions).
 _CONNECT = {"exec", "attach", "portforward", "proxy"}
@@ -450,7 +452,7 @@ class _Builder:
                                        f"partially update scale of the specified {r.kind}", tag, sub_gvk, sub_def),
                 "parameters": [*params, _param("pretty", self.v3)],
             }
-        # binding, eviction: create-only subresources.
+        # binding, eviction, token: create-only subresources.
         def_name = sub_def or kind_def
         return {
             "post": self.op(action="post", op_id=f"create{pre}{scope}{r.kind}{cap}",
