@@ -11,7 +11,7 @@ A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
   hosts and hostname bound over /etc, a /sys of the pod's network namespace, and the pod's volumes
   (VolumeMount: a host directory or file the kubelet filled, bind-mounted at its mountPath; a
   missing mountPath is made in a view private to the pod, never on the host: see
-  skiff.node.forkserver.mount_volumes).
+  skiff.node.podmounts).
 
 The node agent normally makes all of that without starting a process, as CRI-O does without
 infra containers: its fork server creates the three namespaces in-process and pins them with bind
