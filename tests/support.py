@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -232,6 +233,15 @@ class Cluster:
     def in_netns(self, netns: str, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True,
                               timeout=timeout)
+
+    def wait_dns(self, timeout: float = 60) -> None:
+        """Until cluster DNS has a ready endpoint (what `skiff up --wait` waits for; the shared fixture
+        does not start with --wait)."""
+        def ready() -> bool:
+            slices = json.loads(self.kubectl("get", "endpointslices", "-n", "kube-system", "-l",
+                                             "kubernetes.io/service-name=kube-dns", "-o", "json"))["items"]
+            return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
+        wait_for(ready, timeout, 0.3)
 
     def down(self) -> None:
         try:

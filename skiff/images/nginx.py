@@ -19,6 +19,7 @@ import time
 
 from skiff.images import server
 from skiff.images.reference import tag_of
+from skiff.net.ns import mount_points
 
 DEFAULT_VERSION = "1.27.5"
 HTML_ROOT = "/usr/share/nginx/html"
@@ -74,15 +75,7 @@ def version_from_image(image: str) -> str:
 
 def mounts_under(root: str, mountinfo: str) -> list[str]:
     """The mount points at or below `root`, from /proc/self/mountinfo's text."""
-    found = []
-    for line in mountinfo.splitlines():
-        fields = line.split(" ")
-        if len(fields) > 4:
-            # mountinfo escapes spaces and the like as octal (\040).
-            point = fields[4].encode().decode("unicode_escape")
-            if point == root or point.startswith(root.rstrip("/") + "/"):
-                found.append(point)
-    return found
+    return [p for p in mount_points(mountinfo) if p == root or p.startswith(root.rstrip("/") + "/")]
 
 
 def mounted_path(root: str, mounts: list[str], path: str) -> str | None:
@@ -162,11 +155,9 @@ def main(argv: list[str]) -> None:
         if request.method not in ("GET", "HEAD"):
             return server.Response(not_allowed, status=405, content_type="text/html")
         status, body, ctype, headers = serve_file(target, request.path)
-        if status != 200 and status != 301:
-            return server.Response(error_page(status, version), status=status, content_type="text/html")
-        if status == 301:
-            return server.Response(error_page(301, version), status=301, content_type="text/html", headers=headers)
-        return server.Response(body, content_type=ctype, headers=headers)
+        if status == 200:
+            return server.Response(body, content_type=ctype, headers=headers)
+        return server.Response(error_page(status, version), status=status, content_type="text/html", headers=headers)
 
     def handle(request: server.Request) -> server.Response:
         target = mounted_path(HTML_ROOT, mounted, request.path)

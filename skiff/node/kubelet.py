@@ -206,6 +206,15 @@ def check_host_path(path: str, path_type: str) -> None:
         raise volumes.VolumeError(f"hostPath type check failed: {path} is not {what}")
 
 
+def _make_volume_dir(path: str, kind: str) -> None:
+    """A volume's directory, if missing (an emptyDir writable by any container user, as the kubelet
+    makes them; the atomic writer fills the others)."""
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        if kind == volumes.EMPTY_DIR:
+            os.chmod(path, EMPTY_DIR_MODE)
+
+
 class PodVolumes:
     """The host side of one pod's volumes: a directory per volume under the node's state, their
     files written and kept current (referenced objects changing, the pod's labels changing, tokens
@@ -250,9 +259,7 @@ class PodVolumes:
         path = self.path_of(v)
         if kind == volumes.EMPTY_DIR:
             # medium: Memory is a plain directory too: the node's state is all Skiff has to give.
-            if not os.path.isdir(path):
-                os.makedirs(path, exist_ok=True)
-                os.chmod(path, EMPTY_DIR_MODE)
+            _make_volume_dir(path, kind)
             return
         if kind == volumes.HOST_PATH:
             await asyncio.to_thread(check_host_path, path, v["hostPath"].get("type") or "")
@@ -316,27 +323,16 @@ class PodVolumes:
         """The sandbox's mounts before any volume has contents, with each volume's directory made;
         None when a mount depends on contents (a subPath, a hostPath whose type is checked first)
         or the plan is refused (sync reports why)."""
-        spec = self.w.pod.get("spec") or {}
-        if any(m.get("subPath") or m.get("subPathExpr")
-               for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
-               for m in c.get("volumeMounts") or []):
-            return None
         try:
-            kinds = {v.get("name", ""): volumes.volume_kind(v) for v in volumes.pod_volumes(self.w.pod)}
+            kinds = [(v, volumes.volume_kind(v)) for v in volumes.pod_volumes(self.w.pod)]
             plans = volumes.plan_mounts(self.w.pod, {})
         except (volumes.VolumeError, volumes.MountError):
             return None
-        if any(kind == volumes.HOST_PATH for kind in kinds.values()):
+        if any(p.sub_path for p in plans) or any(kind == volumes.HOST_PATH for _, kind in kinds):
             return None
-        by_name = {v.get("name", ""): v for v in volumes.pod_volumes(self.w.pod)}
-        for name, v in by_name.items():
-            path = self.path_of(v)
-            if not os.path.isdir(path):
-                os.makedirs(path, exist_ok=True)
-                if kinds[name] == volumes.EMPTY_DIR:
-                    os.chmod(path, EMPTY_DIR_MODE)
-        return [VolumeMount(source=self.path_of(by_name[p.volume]), target=p.target, read_only=p.read_only)
-                for p in plans]
+        for v, kind in kinds:
+            _make_volume_dir(self.path_of(v), kind)
+        return self.mounts({})
 
     def mounts(self, envs: dict[str, dict[str, str]]) -> list[VolumeMount]:
         """The sandbox's mounts: each plan's host path (a subPath resolved to what it is now, so

@@ -142,12 +142,7 @@ def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(cluster):
     ep = json.loads(k("get", "endpointslice", "kubernetes", "-o", "json"))
     assert ep["endpoints"][0]["addresses"] == [cfg.host_ip] and ep["ports"][0]["port"] == cfg.api_port
     token = k("create", "token", "default").strip()
-
-    def dns_ready() -> bool:  # the fixture's cluster is not started with --wait
-        slices = json.loads(k("get", "endpointslices", "-n", "kube-system", "-l",
-                              "kubernetes.io/service-name=kube-dns", "-o", "json"))["items"]
-        return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
-    wait_for(dns_ready, 60, 0.3)
+    cluster.wait_dns()
     name = unique_name("api")
     # The token goes in by env: this test is about the Service and authentication, not the volume.
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {

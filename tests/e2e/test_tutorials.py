@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 
 import pytest
@@ -204,15 +205,8 @@ print(sorted(p.metadata.name for p in pods.items))
 def test_access_the_kubernetes_api_from_a_pod(cluster):
     """"Accessing the Kubernetes API from a Pod": the mounted ServiceAccount token, CA and namespace
     reach https://kubernetes.default.svc without any setup, and so does an in-cluster client."""
-    import sys
-
     k = cluster.kubectl
-
-    def dns_ready() -> bool:  # the fixture's cluster is not started with --wait
-        slices = json.loads(k("get", "endpointslices", "-n", "kube-system", "-l",
-                              "kubernetes.io/service-name=kube-dns", "-o", "json"))["items"]
-        return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
-    wait_for(dns_ready, 60, 0.3)
+    cluster.wait_dns()
     k("run", "api-curl", "--image=curlimages/curl", "--restart=Never", "--command", "--", "sh", "-c",
       ACCESS_API_SCRIPT)
     wait_for(lambda: k("get", "pod", "api-curl", "-o", "jsonpath={.status.phase}") == "Succeeded", 20)

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -20,8 +19,6 @@ from skiff.node import runtime
 from skiff.node.forkserver import ForkServer, ForkServerError, SpawnFailed, is_builtin_argv
 from skiff.node.runtime import ContainerStartError, read_log, start_container
 from skiff.node.sandbox import create_sandbox, destroy_sandbox
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 RESOLV = "nameserver 10.96.0.10\n"

@@ -15,10 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from skiff.net import names
 from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipam import IPPool
-from skiff.net.nodes import create_cluster_network, node_netns
+from skiff.net.nodes import node_netns
 from skiff.net.ns import call_in_netns, list_netns, netns_pids, run_in_netns_argv
 from skiff.node.forkserver import ForkServer
 from skiff.node.runtime import (
@@ -32,9 +31,6 @@ from skiff.node.runtime import (
     start_container,
 )
 from skiff.node.sandbox import Sandbox, create_sandbox, destroy_sandbox, list_sandbox_netns
-
-sys.path.insert(0, os.path.dirname(__file__))
-from test_node_network import leftovers, random_config  # noqa: E402
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 RESOLV = "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
@@ -85,18 +81,6 @@ def test_log_writer_records(tmp_path):
 
 
 # ---- kernel -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def cluster():
-    cfg = random_config(nodes=2)
-    try:
-        await create_cluster_network(cfg)
-        yield cfg
-    finally:
-        destroy_cluster_network_sync(cfg.name)
-        assert leftovers(cfg) == []
-        assert not [ns for ns in list_netns() if names.cluster_tag(cfg.name) in ns or cfg.name in ns]
 
 
 @pytest.fixture(params=["ip", "fork-server"])

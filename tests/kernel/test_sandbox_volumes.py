@@ -5,7 +5,6 @@ never change. The pure planning tests at the top run anywhere; the rest need roo
 import asyncio
 import os
 import shutil
-import sys
 import uuid
 
 import pytest
@@ -24,8 +23,6 @@ from skiff.node.sandbox import (
     list_sandbox_netns,
     plan_mounts,
 )
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces and mounts")
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
