@@ -94,16 +94,29 @@ class EventRecorder:
             source: dict[str, Any] = {"component": self.component}
             if self.host:
                 source["host"] = self.host
+            stamp = int(when * 1e9)
             ev = {
                 "apiVersion": "v1", "kind": "Event",
                 # Named like kube's recorder (<object>.<hex nanoseconds>), so listing order is creation order.
-                "metadata": {"name": f"{md['name']}.{int(when * 1e9):x}", "namespace": ns},
+                "metadata": {"name": f"{md['name']}.{stamp:x}", "namespace": ns},
                 "eventTime": None,
                 "involvedObject": ref, "reason": reason, "message": message, "type": etype,
                 "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                 "reportingComponent": self.component, "reportingInstance": self.host or "",
             }
-            created = await self.client.create(EVENTS, ns, ev)
+            for _ in range(8):
+                try:
+                    created = await self.client.create(EVENTS, ns, ev)
+                    break
+                except ClientError as e:
+                    # Two Events recorded back to back can share a stamp: a float time.time() resolves
+                    # only ~240 ns today. The next free nanosecond keeps both, in order.
+                    if e.code != 409:
+                        raise
+                    stamp += 1
+                    ev["metadata"]["name"] = f"{md['name']}.{stamp:x}"
+            else:
+                raise ClientError(409, {"message": f"no free name for event {reason} on {md['name']}"})
             self._seen[key] = (created["metadata"]["name"], 1)
             if len(self._seen) > 4096:
                 self._seen.clear()

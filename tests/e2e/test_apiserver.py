@@ -548,6 +548,19 @@ def test_an_event_written_late_lists_where_it_happened(cp):
     _with_pod(cp, "late-event", body)
 
 
+def test_events_recorded_in_the_same_nanosecond_are_all_kept_in_order(cp):
+    """Back-to-back events can share a stamp (a float time.time() resolves ~240 ns): the name is
+    <object>.<hex ns>, and a clash must not drop the second one."""
+    async def body(client: Client, pod: dict, uid: str) -> None:
+        events = BackgroundEvents(EventRecorder(client, "test"))
+        at = time.time()
+        for reason in ("Pulled", "Created", "Started"):
+            events.record(pod, "Normal", reason, f"{reason} it", at=at)
+        await events.drain(3)
+        assert await _reasons(client, uid) == ["Pulled", "Created", "Started"]
+    _with_pod(cp, "same-stamp", body)
+
+
 def test_every_namespace_has_a_default_service_account_and_the_root_ca(cp, kubectl, ns):
     wait_for(lambda: "serviceaccount/default" in kubectl("get", "sa", "-n", ns, "-o", "name"), 5)
     cm = json.loads(wait_for(lambda: kubectl.run("get", "cm", "kube-root-ca.crt", "-n", ns, "-o", "json",
