@@ -2,9 +2,9 @@
 
 The layout (the one the kubelet gives configMap, secret, downwardAPI and projected volumes):
 
-    <dir>/..2025_01_31_12_00_00.123456/   the files of one version, written in full before use
-    <dir>/..data -> ..2025_01_31_...      swapped by rename(2), which is atomic
-    <dir>/<name> -> ..data/<name>         one symlink per top-level entry of the payload
+    <dir>/..2025_01_31_12_00_00.1298498081/  the files of one version, written in full before use
+    <dir>/..data -> ..2025_01_31_...           swapped by rename(2), which is atomic
+    <dir>/<name> -> ..data/<name>              one symlink per top-level entry of the payload
 
 A reader opening `<dir>/key` follows `..data` once, so it gets one version or the next, never a
 half-written mix. Because the directory itself never changes identity, an update shows through a
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 
@@ -59,6 +59,20 @@ def _read_current(directory: str) -> dict[str, File] | None:
     return current
 
 
+def _new_version_dir(directory: str) -> str:
+    """A new, empty version directory, named as the kubelet's are: the UTC time, then a random
+    32-bit number in decimal (Go's os.MkdirTemp suffix)."""
+    stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
+    while True:
+        version = os.path.join(directory, f"{stamp}{secrets.randbits(32)}")
+        try:
+            os.mkdir(version, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(version, DIR_MODE)
+        return version
+
+
 def _top(path: str) -> str:
     return path.split("/", 1)[0]
 
@@ -76,9 +90,7 @@ def write_payload(directory: str | os.PathLike, payload: Mapping[str, File]) -> 
     changed = current is None or current != normalized
     old_version = os.readlink(os.path.join(directory, DATA_DIR)) if current is not None else None
     if changed:
-        stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
-        version = tempfile.mkdtemp(prefix=stamp, dir=directory)
-        os.chmod(version, DIR_MODE)
+        version = _new_version_dir(directory)
         for path, f in normalized.items():
             full = os.path.join(version, path)
             os.makedirs(os.path.dirname(full), mode=DIR_MODE, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import threading
 
 import pytest
@@ -223,7 +224,9 @@ def test_atomic_writer_layout_and_modes(tmp_path):
     d = tmp_path / "vol"
     assert write_payload(d, {"a": File(b"1", 0o644), "sub/b": File(b"2", 0o600)})
     data = d / DATA_DIR
-    assert data.is_symlink() and os.readlink(data).startswith("..")
+    # Named as the kubelet names them: ..<UTC time>.<random uint32 in decimal>
+    assert data.is_symlink() and re.fullmatch(r"\.\.\d{4}(_\d\d){5}\.\d{1,10}", os.readlink(data))
+    assert (d / os.readlink(data)).stat().st_mode & 0o777 == 0o755
     assert os.readlink(d / "a") == "..data/a" and os.readlink(d / "sub") == "..data/sub"
     assert (d / "a").read_bytes() == b"1" and (d / "sub" / "b").read_bytes() == b"2"
     assert (d / "sub" / "b").stat().st_mode & 0o777 == 0o600
