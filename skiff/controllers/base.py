@@ -121,7 +121,9 @@ class EventRecorder:
             if len(self._seen) > 4096:
                 self._seen.clear()
         except ClientError as e:
-            log.debug("could not record event %s on %s: %s", reason, md["name"], e)
+            # Expected: a namespace being deleted refuses new Events (403), the object is gone (404).
+            level = logging.DEBUG if e.code in (403, 404) else logging.WARNING
+            log.log(level, "could not record event %s on %s: %s", reason, md["name"], e)
 
 
 class BackgroundEvents:
