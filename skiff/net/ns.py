@@ -59,14 +59,9 @@ def _ns_id(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def netns_pids(names: Iterable[str]) -> dict[str, list[int]]:
-    """Processes whose network namespace is one of `names` (one /proc scan for all of them)."""
-    wanted: dict[tuple[int, int], str] = {}
-    for name in names:
-        ident = _ns_id(netns_path(name))
-        if ident is not None:
-            wanted[ident] = name
-    found: dict[str, list[int]] = {name: [] for name in wanted.values()}
+def _pids_in_namespaces(wanted: dict[tuple[int, int], str], kind: str) -> dict[str, list[int]]:
+    """Processes whose namespace of `kind` is one of `wanted` ((st_dev, st_ino) -> label), by label."""
+    found: dict[str, list[int]] = {label: [] for label in wanted.values()}
     if not wanted:
         return found
     me = os.getpid()
@@ -74,30 +69,55 @@ def netns_pids(names: Iterable[str]) -> dict[str, list[int]]:
         if not entry.isdigit() or int(entry) == me:
             continue
         # Exited-but-unreaped processes have no namespace link and drop out here, as they should.
-        name = wanted.get(_ns_id(f"/proc/{entry}/ns/net"))  # type: ignore[arg-type]
-        if name is not None:
-            found[name].append(int(entry))
+        label = wanted.get(_ns_id(f"/proc/{entry}/ns/{kind}"))  # type: ignore[arg-type]
+        if label is not None:
+            found[label].append(int(entry))
     return found
 
 
-def kill_netns_processes(names: Iterable[str], timeout: float = 3.0) -> list[int]:
-    """SIGKILL every process inside the given namespaces and wait until none is left."""
-    names = list(names)
+def netns_pids(names: Iterable[str]) -> dict[str, list[int]]:
+    """Processes whose network namespace is one of `names` (one /proc scan for all of them)."""
+    wanted: dict[tuple[int, int], str] = {}
+    for name in names:
+        ident = _ns_id(netns_path(name))
+        if ident is not None:
+            wanted[ident] = name
+    return _pids_in_namespaces(wanted, "net")
+
+
+def _kill_until_gone(pids: Callable[[], list[int]], what: str, timeout: float) -> list[int]:
     killed: list[int] = []
     deadline = time.monotonic() + timeout
     while True:
-        pids = [pid for group in netns_pids(names).values() for pid in group]
-        if not pids:
+        left = pids()
+        if not left:
             return killed
         if time.monotonic() > deadline:
-            raise TimeoutError(f"processes {pids} in network namespaces {names} did not exit")
-        for pid in pids:
+            raise TimeoutError(f"processes {left} in {what} did not exit")
+        for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
             except ProcessLookupError:
                 pass
         time.sleep(0.01)
+
+
+def kill_netns_processes(names: Iterable[str], timeout: float = 3.0) -> list[int]:
+    """SIGKILL every process inside the given namespaces and wait until none is left."""
+    names = list(names)
+    return _kill_until_gone(lambda: [pid for group in netns_pids(names).values() for pid in group],
+                            f"network namespaces {names}", timeout)
+
+
+def kill_namespace_processes(path: str, kind: str, timeout: float = 3.0) -> list[int]:
+    """SIGKILL every process whose namespace of `kind` is the one at `path` (a pin or a /proc
+    link) and wait until none is left. Nothing to do when `path` is gone."""
+    ident = _ns_id(path)
+    if ident is None:
+        return []
+    return _kill_until_gone(lambda: _pids_in_namespaces({ident: path}, kind)[path], f"{kind} namespace {path}",
+                            timeout)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

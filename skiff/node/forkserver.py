@@ -470,6 +470,8 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
     namespace that it fills (see _set_up_pod_mounts), goes back to its own namespaces (`own`:
     kind -> fd) and pins the mount namespace from there. CRI-O's pinned namespaces work the same
     way, without an infra ("pause") container. Containers join the pins (Sandbox.ns_path).
+    With `join_net` (a path), the sandbox shares that network namespace instead (a hostNetwork
+    pod's, its node's): only the UTS and mount namespaces are new; /sys then shows that network.
     On failure everything made so far is removed and the error raised.
     """
     pins = req["pins"]
@@ -477,9 +479,17 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
     made: list[str] = []
     in_pod_mounts = False
     try:
-        _check(_libc.unshare(_NS_FLAGS["net"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNET|CLONE_NEWUTS)")
-        _pin(pins["net"], "/proc/self/ns/net")
-        made.append(pins["net"])
+        if req.get("join_net"):
+            net = os.open(req["join_net"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                setns(net, "net")
+            finally:
+                os.close(net)
+            _check(_libc.unshare(_NS_FLAGS["uts"]), "unshare(CLONE_NEWUTS)")
+        else:
+            _check(_libc.unshare(_NS_FLAGS["net"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNET|CLONE_NEWUTS)")
+            _pin(pins["net"], "/proc/self/ns/net")
+            made.append(pins["net"])
         hostname = req["hostname"].encode()
         _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
         _pin(pins["uts"], "/proc/self/ns/uts")
@@ -521,8 +531,12 @@ def _make_sandbox(sock: socket.socket, req: dict, fds: list[int], own: dict[str,
         missing.append("well-formed mounts")
     if not isinstance(req.get("etc"), dict) or not all(isinstance(v, str) for v in req["etc"].values()):
         missing.append("etc")
-    if not isinstance(req.get("pins"), dict) or not all(isinstance(req["pins"].get(k), str)
-                                                          for k in ("net", "uts", "mnt")):
+    join_net = req.get("join_net")
+    if join_net is not None and not isinstance(join_net, str):
+        missing.append("a join_net path")
+    # A sandbox in an existing network namespace (a hostNetwork pod's) pins no network namespace.
+    kinds = ("uts", "mnt") if join_net else ("net", "uts", "mnt")
+    if not isinstance(req.get("pins"), dict) or not all(isinstance(req["pins"].get(k), str) for k in kinds):
         missing.append("pins")
     if missing:
         _send(sock, {"op": "failed", "id": req.get("id"), "error": f"sandbox request without {', '.join(missing)}"})
@@ -793,15 +807,20 @@ class ForkServer:
         return child
 
     async def sandbox(self, name: str, pins: Mapping[str, str], pin_dir: str, etc: Mapping[str, str],
-                      hostname: str, mounts: Sequence[Mapping[str, object]] = ()) -> None:
+                      hostname: str, mounts: Sequence[Mapping[str, object]] = (), join_net: str | None = None
+                      ) -> None:
         """Make a pod's sandbox: new network, UTS and mount namespaces pinned at `pins` (kind ->
         path; the network one is /run/netns/<name>), the `etc` files (name -> content) over /etc,
         the hostname and the volume `mounts` ({"source", "target", "read_only"}, parents first; see
-        mount_volumes). No process holds them (see _pinned_sandbox). Raises SpawnFailed when it
-        could not be made (MountFailed when a volume could not be mounted; nothing is left
-        behind), ForkServerError when the server cannot be asked."""
-        await self._request({"op": "sandbox", "name": name, "pins": dict(pins), "pin_dir": pin_dir,
-                             "etc": dict(etc), "hostname": hostname, "mounts": [dict(m) for m in mounts]}, [])
+        mount_volumes). With `join_net`, the path of an existing network namespace, the sandbox
+        shares it and `pins` has no "net". No process holds them (see _pinned_sandbox). Raises
+        SpawnFailed when it could not be made (MountFailed when a volume could not be mounted;
+        nothing is left behind), ForkServerError when the server cannot be asked."""
+        req = {"op": "sandbox", "name": name, "pins": dict(pins), "pin_dir": pin_dir, "etc": dict(etc),
+               "hostname": hostname, "mounts": [dict(m) for m in mounts]}
+        if join_net:
+            req["join_net"] = join_net
+        await self._request(req, [])
 
     async def _request(self, req: dict, fds: list[int]) -> ForkedChild | None:
         """Send one request (with `fds` passed along) and wait for the child it started (None for

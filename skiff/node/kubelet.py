@@ -23,7 +23,7 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -71,7 +71,10 @@ from skiff.node.sandbox import (
     Sandbox,
     SandboxError,
     VolumeMount,
+    can_pin_sandboxes,
+    create_host_network_sandbox,
     create_sandbox,
+    destroy_sandbox,
     destroy_sandbox_netns,
     list_sandbox_netns,
 )
@@ -442,9 +445,7 @@ class PodWorker:
         self._task: asyncio.Task | None = None
         self._status_task: asyncio.Task | None = None
         self._hold_until = 0.0  # loop time until which the first status write may wait (see _settling)
-        # A hostNetwork pod runs in the node's mount namespace: nothing is mounted for it.
-        self.volumes: PodVolumes | None = (PodVolumes(self) if volumes.pod_volumes(pod) and not spec.get("hostNetwork")
-                                           else None)
+        self.volumes: PodVolumes | None = PodVolumes(self) if volumes.pod_volumes(pod) else None
 
     # ---- lookups ------------------------------------------------------------------------------------
     def spec_of(self, name: str) -> tuple[dict, bool]:
@@ -650,8 +651,8 @@ class PodWorker:
     async def _destroy_sandbox(self) -> None:
         sb, self.sandbox = self.sandbox, None
         self.view.sandbox_ready = False
-        if sb is not None and not self.pod.get("spec", {}).get("hostNetwork"):
-            await destroy_sandbox_netns(sb.node_netns, sb.netns)
+        if sb is not None:
+            await destroy_sandbox(sb)  # a hostNetwork one: its own namespaces only, never the node's
         if not self.pod.get("spec", {}).get("hostNetwork"):
             self.k.ipam.release(self.uid)
 
@@ -688,17 +689,7 @@ class PodWorker:
         spec = self.pod.get("spec", {})
         cfg = self.k.cfg
         if spec.get("hostNetwork"):
-            # The pod shares the node's namespaces: a "sandbox" whose holder is this agent.
-            self.sandbox = Sandbox(netns=self.k.node_netns, node_netns=self.k.node_netns, pod_uid=self.uid,
-                                   pod_name=self.name, namespace=self.namespace, ip=self.k.node_ip,
-                                   gateway="", hostname=os.uname().nodename, host_veth="", pause_pid=os.getpid())
-            self.view.pod_ip = self.k.node_ip
-            self.view.sandbox_ready = True
-            unmounted = volumes.unmounted_on_host_network(self.pod)
-            if unmounted:
-                self.k.event(self.pod, "Warning", "VolumesNotMounted",
-                             f"volumes [{' '.join(unmounted)}] are not mounted: Skiff runs a hostNetwork pod in "
-                             "its node's own mount namespace, where it mounts nothing")
+            await self._create_host_network_sandbox()
             return
         delay = 0.2
         while True:
@@ -712,10 +703,50 @@ class PodWorker:
         ip = self.k.ipam.allocate(self.uid)
         resolv = resolv_conf(self.pod, cfg.dns_service_ip, cfg.cluster_domain, self.k.host_resolv)
         hosts = hosts_file(self.pod, ip, cfg.cluster_domain)
-        # As the kubelet, containers start only once every volume is set up. When no mount needs a
-        # volume's contents (no subPath, no hostPath to check first), the sandbox is made meanwhile:
-        # its bind mounts show the directories' contents whenever they arrive, and a burst of new
-        # pods does not wait for each token request before making each sandbox.
+        self.sandbox = await self._sandbox_with_volumes(ip, lambda mounts: create_sandbox(
+            self.k.node_netns, self.uid, self.name, self.namespace, ip, self.k.gateway, resolv, hosts, hostname,
+            fork_server=runtime.fork_server(), mounts=mounts))
+        self.view.pod_ip = ip
+        self.view.sandbox_ready = True
+        if self.volumes is not None:
+            self.volumes.start_keeping()
+
+    async def _create_host_network_sandbox(self) -> None:
+        """The node's network namespace, with a UTS namespace of the pod's own (the node's name, the
+        hostname a hostNetwork pod sees on Kubernetes) and a mount namespace with its /etc files
+        and volumes. Without a fork server to pin those, the pod shares the agent's namespaces
+        (the machine's hostname, its /etc) and gets no volumes; an event says so."""
+        cfg = self.k.cfg
+        ip = self.k.node_ip
+        server = runtime.fork_server()
+        if can_pin_sandboxes(server, self.k.node_netns):
+            resolv = resolv_conf(self.pod, cfg.dns_service_ip, cfg.cluster_domain, self.k.host_resolv)
+            hosts = hosts_file(self.pod, ip, cfg.cluster_domain, self.k.host_hosts)
+            self.sandbox = await self._sandbox_with_volumes(ip, lambda mounts: create_host_network_sandbox(
+                server, self.k.node_netns, self.uid, self.name, self.namespace, ip, resolv, hosts,
+                self.k.node_name, mounts))
+        else:
+            self.sandbox = Sandbox(netns=self.k.node_netns, node_netns=self.k.node_netns, pod_uid=self.uid,
+                                   pod_name=self.name, namespace=self.namespace, ip=ip, gateway="",
+                                   hostname=os.uname().nodename, host_veth="", pause_pid=os.getpid())
+            unmounted = volumes.unmounted_on_host_network(self.pod)
+            if unmounted:
+                self.k.event(self.pod, "Warning", "VolumesNotMounted",
+                             f"volumes [{' '.join(unmounted)}] are not mounted: without its fork server Skiff runs "
+                             "a hostNetwork pod in the node agent's own mount namespace, where it mounts nothing")
+            self.volumes = None
+        self.view.pod_ip = ip
+        self.view.sandbox_ready = True
+        if self.volumes is not None:
+            self.volumes.start_keeping()
+
+    async def _sandbox_with_volumes(self, ip: str,
+                                    make: Callable[[list[VolumeMount]], Awaitable[Sandbox]]) -> Sandbox:
+        """make(mounts), retried with FailedCreatePodSandBox events until it works, with the volumes
+        set up as the kubelet does: containers start only once every volume is set up. When no
+        mount needs a volume's contents (no subPath, no hostPath to check first), the sandbox is
+        made meanwhile: its bind mounts show the directories' contents whenever they arrive, and
+        a burst of new pods does not wait for each token request before making each sandbox."""
         mounts: list[VolumeMount] = []
         filling: asyncio.Task | None = None
         if self.volumes is not None:
@@ -729,9 +760,7 @@ class PodWorker:
         try:
             while True:
                 try:
-                    self.sandbox = await create_sandbox(self.k.node_netns, self.uid, self.name, self.namespace, ip,
-                                                        self.k.gateway, resolv, hosts, hostname,
-                                                        fork_server=runtime.fork_server(), mounts=mounts)
+                    sandbox = await make(mounts)
                     break
                 except SandboxError as e:
                     self.k.event(self.pod, "Warning", "FailedCreatePodSandBox",
@@ -743,10 +772,7 @@ class PodWorker:
         finally:
             if filling is not None and not filling.done():
                 filling.cancel()
-        self.view.pod_ip = ip
-        self.view.sandbox_ready = True
-        if self.volumes is not None:
-            self.volumes.start_keeping()
+        return sandbox
 
     async def _mount_volumes(self, ip: str) -> list[VolumeMount]:
         """Set up every volume and work out the mounts, retrying (with the kubelet's back-off, or at
@@ -1164,6 +1190,10 @@ class Kubelet:
             self.host_resolv: str | None = Path("/etc/resolv.conf").read_text()
         except OSError:
             self.host_resolv = None
+        try:  # a hostNetwork pod's /etc/hosts is the node's (plus its hostAliases)
+            self.host_hosts: str | None = Path("/etc/hosts").read_text()
+        except OSError:
+            self.host_hosts = None
         self.allocatable = {"cpu": str(os.cpu_count() or 1), "memory": str(_mem_bytes()),
                             "ephemeral-storage": "0"}
         self.starting: set[str] = set()  # UIDs of pods whose first start has not settled yet

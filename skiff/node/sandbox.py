@@ -22,6 +22,10 @@ mount namespace; the agent wires the veth, addresses and routes with rtnetlink m
 per sandbox and no file on disk, a sandbox costs a fraction of the CPU, which is what a burst of
 new pods waits on.
 
+A hostNetwork pod's sandbox (create_host_network_sandbox) is the node's network namespace with a
+UTS and a mount namespace of its own, pinned the same way under the pod's sandbox name; removing
+it kills only what runs in its mount namespace and unpins those two.
+
 Without a fork server (or if that path fails) `ip` does the same, with a holder process:
 ``ip netns add``, /etc/netns/<pod netns>/ files that ``ip netns exec`` bind-mounts over /etc,
 and ``sleep infinity`` in the pod's network namespace, that mount namespace and its own UTS
@@ -53,6 +57,7 @@ from skiff.net import names
 from skiff.net.ipcmd import CommandError, ip_batch, run
 from skiff.net.ns import (
     ETC_NETNS_DIR,
+    kill_namespace_processes,
     kill_netns_processes,
     list_netns,
     netns_exists,
@@ -119,11 +124,18 @@ class Sandbox:
     host_veth: str  # the veth end inside the node's namespace
     pause_pid: int  # the process holding the namespaces; 0 when they are pinned
     created_at: float = 0.0
+    # A hostNetwork pod's sandbox shares the node's network namespace (netns is the node's); its
+    # own UTS and mount namespaces are pinned under this name instead.
+    pin: str = ""
 
     @property
     def pinned(self) -> bool:
         """No process holds the namespaces: bind mounts do (skiff.net.ns.ns_pin_path)."""
         return self.pause_pid == 0
+
+    @property
+    def host_network(self) -> bool:
+        return self.netns == self.node_netns
 
     @property
     def netns_path(self) -> str:
@@ -132,8 +144,10 @@ class Sandbox:
     def ns_path(self, kind: str) -> str:
         """Path of one of the sandbox's namespaces ("uts", "mnt", "net"): its pin, or the holder's
         /proc entry."""
+        if kind == "net" and self.host_network:
+            return self.netns_path
         if self.pinned:
-            return ns_pin_path(self.netns, kind)
+            return ns_pin_path(self.pin or self.netns, kind)
         return f"/proc/{self.pause_pid}/ns/{kind}"
 
     def is_alive(self) -> bool:
@@ -313,7 +327,7 @@ async def create_sandbox(
         # A previous attempt died half-way; start clean.
         await destroy_sandbox_netns(node_netns, netns)
     pause_pid = None
-    if fork_server is not None and fork_server.alive and os.path.ismount(pin_dir(node_netns)):
+    if can_pin_sandboxes(fork_server, node_netns):
         try:
             await _create_pinned(fork_server, node_netns, netns, veth, ip, gateway, resolv_conf, hosts, hostname,
                                  planned)
@@ -379,7 +393,51 @@ async def destroy_sandbox_netns(node_netns: str, netns: str) -> None:
 
 
 async def destroy_sandbox(sandbox: Sandbox) -> None:
-    await destroy_sandbox_netns(sandbox.node_netns, sandbox.netns)
+    if sandbox.host_network:
+        await destroy_host_network_sandbox(sandbox)
+    else:
+        await destroy_sandbox_netns(sandbox.node_netns, sandbox.netns)
+
+
+def can_pin_sandboxes(server: ForkServer | None, node_netns: str) -> bool:
+    """Whether sandboxes on this node can be made the fork server's way (pinned, no process)."""
+    return server is not None and server.alive and os.path.ismount(pin_dir(node_netns))
+
+
+async def create_host_network_sandbox(server: ForkServer | None, node_netns: str, pod_uid: str, pod_name: str,
+                                      namespace: str, node_ip: str, resolv_conf: str, hosts: str, hostname: str,
+                                      mounts: Sequence[VolumeMount] = ()) -> Sandbox:
+    """A hostNetwork pod's sandbox: the node's network namespace, with a UTS namespace of its own
+    (the node's hostname, as a hostNetwork pod on Kubernetes sees) and a mount namespace with the
+    /etc files and volumes, pinned as any pod's are. Needs a live fork server; raises SandboxError
+    (nothing left behind) when it cannot be made."""
+    if server is None or not can_pin_sandboxes(server, node_netns):
+        raise SandboxError("a hostNetwork pod's own namespaces need the node's fork server")
+    planned = plan_mounts(mounts)
+    key = names.pod_netns_name(node_netns, namespace, pod_name, pod_uid)
+    pins = {kind: ns_pin_path(key, kind) for kind in ("uts", "mnt")}
+    remove_ns_pins(key)  # a previous attempt's, if it died half-way
+    etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
+    try:
+        await server.sandbox(key, pins, pin_dir(node_netns), etc, hostname, [asdict(m) for m in planned],
+                             join_net=netns_path(node_netns))
+    except (ForkServerError, SpawnFailed, OSError) as exc:
+        raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
+    return Sandbox(netns=node_netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
+                   ip=node_ip, gateway="", hostname=hostname, host_veth="", pause_pid=0, created_at=time.time(),
+                   pin=key)
+
+
+def _destroy_host_network_sync(sandbox: Sandbox) -> None:
+    # Only what is in the pod's own mount namespace: the node's network namespace stays untouched.
+    kill_namespace_processes(sandbox.ns_path("mnt"), "mnt")
+    remove_ns_pins(sandbox.pin)
+
+
+async def destroy_host_network_sandbox(sandbox: Sandbox) -> None:
+    """Kill what is left in a hostNetwork sandbox and unpin its UTS and mount namespaces."""
+    if sandbox.pin:
+        await asyncio.to_thread(_destroy_host_network_sync, sandbox)
 
 
 def list_sandbox_netns(node_netns: str) -> list[str]:

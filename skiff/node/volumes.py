@@ -29,7 +29,7 @@ DEFAULT_MODE = 0o644
 PLUGIN_DIRS = {"emptyDir": "kubernetes.io~empty-dir", "hostPath": "kubernetes.io~host-path",
                "configMap": "kubernetes.io~configmap", "secret": "kubernetes.io~secret",
                "downwardAPI": "kubernetes.io~downward-api", "projected": "kubernetes.io~projected"}
-# The ServiceAccount admission step's volume: a hostNetwork pod does not get a warning for it.
+# The ServiceAccount admission step's volume: a hostNetwork pod without volumes does not get a warning for it.
 API_ACCESS_PREFIX = "kube-api-access-"
 # Every volume source field of core/v1 Volume, to name an unsupported one.
 _ALL_SOURCES = ("persistentVolumeClaim", "nfs", "csi", "ephemeral", "image", "iscsi", "rbd", "cephfs",
@@ -375,8 +375,9 @@ def _describe(plan: MountPlan) -> str:
 
 
 def unmounted_on_host_network(pod: dict) -> list[str]:
-    """Volumes a hostNetwork pod asks to mount that Skiff cannot give it (it runs in the node's
-    mount namespace), leaving out the automatic kube-api-access one."""
+    """Volumes a hostNetwork pod asks to mount that Skiff cannot give it when the pod must share the
+    node agent's mount namespace (no fork server to pin one of its own), leaving out the automatic
+    kube-api-access one."""
     mounted: set[str] = set()
     spec = pod.get("spec") or {}
     for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):

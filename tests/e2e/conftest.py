@@ -35,15 +35,28 @@ def kubectl(cp):
     return cp.kubectl
 
 
-@pytest.fixture
-def ns(kubectl):
+def _fresh_namespace(kubectl, prefix: str):
     """A fresh namespace, deleted afterwards. As on a real cluster, controllers give it the `default`
     ServiceAccount and the kube-root-ca.crt ConfigMap a moment after it is made: it is handed over
     once both are there (pods need the one, tests that watch ConfigMaps must not see the other)."""
-    name = unique_name("ns")
+    name = unique_name(prefix)
     kubectl("create", "namespace", name)
-    for kind, obj in (("serviceaccount", "default"), ("configmap", "kube-root-ca.crt")):
-        wait_for(lambda kind=kind, obj=obj: kubectl.run("get", kind, obj, "-n", name, check=False).returncode == 0,
-                 10)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    try:
+        for kind, obj in (("serviceaccount", "default"), ("configmap", "kube-root-ca.crt")):
+            wait_for(lambda kind=kind, obj=obj: kubectl.run("get", kind, obj, "-n", name,
+                                                            check=False).returncode == 0, 10)
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def ns(kubectl):
+    """A fresh namespace of the module's control plane (see _fresh_namespace)."""
+    yield from _fresh_namespace(kubectl, "ns")
+
+
+@pytest.fixture
+def cluster_ns(cluster):
+    """A fresh namespace of the module's cluster (see _fresh_namespace)."""
+    yield from _fresh_namespace(cluster.kubectl, "ns")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.support import unique_name, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -26,13 +26,8 @@ def k(cluster):
 
 
 @pytest.fixture()
-def ns(k):
-    name = unique_name("vol")
-    k("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        k("delete", "namespace", name, "--wait=false", check=False)
+def ns(cluster_ns):
+    return cluster_ns
 
 
 def apply(k, ns: str, manifest: dict | list) -> None:
