@@ -78,6 +78,7 @@ from skiff.net.ns import (
     unpin,
 )
 from skiff.node.podmounts import VolumeMountError, mount_volumes
+from skiff.node.securitycontext import Credentials
 
 # Built-ins are `[sys.executable, "-m", "skiff.images", <program>, ...]` (skiff.images.registry).
 BUILTIN_MODULE = "skiff.images"
@@ -91,6 +92,7 @@ PRELOAD = (
 )
 MAX_MESSAGE = 1 << 20
 SPAWN_TIMEOUT = 10.0
+_PR_SET_NO_NEW_PRIVS = 38
 _NS_FLAGS = {"uts": 0x04000000, "net": 0x40000000, "mnt": 0x00020000}  # CLONE_NEWUTS/NET/NS
 _NS_ORDER = ("uts", "net", "mnt")  # mount last: it resets the root and working directory
 _PR_SET_MM, _PR_SET_MM_MAP = 35, 14
@@ -261,6 +263,14 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
                 setns(ns_fds[kind], kind)
         if req.get("cwd"):
             os.chdir(req["cwd"])
+        creds = req.get("creds")
+        if creds:
+            if creds.get("no_new_privs"):
+                _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+            # Groups first: setuid gives up the right to change them.
+            os.setgroups([int(g) for g in creds["groups"]])
+            os.setgid(int(creds["gid"]))
+            os.setuid(int(creds["uid"]))
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
@@ -791,18 +801,22 @@ class ForkServer:
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
                     namespaces: Mapping[str, str], stdout_fd: int, stderr_fd: int,
-                    listening_fd: int | None = None) -> ForkedChild:
+                    listening_fd: int | None = None, creds: Credentials | None = None) -> ForkedChild:
         """Fork a child that joins `namespaces` (kind "net"/"uts"/"mnt" -> path), enters `cwd`,
-        leads a new session, writes to the given fds, and runs the built-in program `argv`.
-        The program writes a line to `listening_fd` whenever it has bound its listeners.
+        leads a new session, takes on `creds` (if any), writes to the given fds, and runs the
+        built-in program `argv`. The program writes a line to `listening_fd` whenever it has
+        bound its listeners.
 
         Raises SpawnFailed when the child cannot join the sandbox, ForkServerError when the
         server cannot be asked (the caller should then start the container some other way)."""
         if not is_builtin_argv(argv):
             raise ForkServerError(f"not a built-in program: {list(argv)!r}")
         fds = [stdout_fd, stderr_fd] + ([listening_fd] if listening_fd is not None else [])
-        child = await self._request({"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd,
-                                     "ns": dict(namespaces)}, fds)
+        req = {"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd, "ns": dict(namespaces)}
+        if creds is not None:
+            req["creds"] = {"uid": creds.uid, "gid": creds.gid, "groups": list(creds.groups),
+                            "no_new_privs": creds.no_new_privs}
+        child = await self._request(req, fds)
         assert child is not None
         return child
 

@@ -52,7 +52,7 @@ from skiff.net.ns import (
     remove_pin_dir,
 )
 from skiff.net.plan import pod_gateway
-from skiff.node import envvars, lifecycle, probes, runtime, volumes
+from skiff.node import envvars, lifecycle, probes, runtime, securitycontext, volumes
 from skiff.node.atomicwriter import write_payload
 from skiff.node.podstatus import (
     RUNNING,
@@ -78,6 +78,7 @@ from skiff.node.sandbox import (
     destroy_sandbox_netns,
     list_sandbox_netns,
 )
+from skiff.node.volumeownership import set_volume_ownership
 
 log = logging.getLogger("skiff.kubelet")
 
@@ -209,13 +210,15 @@ def check_host_path(path: str, path_type: str) -> None:
         raise volumes.VolumeError(f"hostPath type check failed: {path} is not {what}")
 
 
-def _make_volume_dir(path: str, kind: str) -> None:
+def _make_volume_dir(path: str, kind: str, fs_group: int | None = None) -> None:
     """A volume's directory, if missing (an emptyDir writable by any container user, as the kubelet
-    makes them; the atomic writer fills the others)."""
+    makes them, and owned by the pod's fsGroup if it has one; the atomic writer fills the others)."""
     if not os.path.isdir(path):
         os.makedirs(path, exist_ok=True)
         if kind == volumes.EMPTY_DIR:
             os.chmod(path, EMPTY_DIR_MODE)
+            if fs_group is not None:
+                set_volume_ownership(path, fs_group, read_only=False)
 
 
 class PodVolumes:
@@ -262,7 +265,7 @@ class PodVolumes:
         path = self.path_of(v)
         if kind == volumes.EMPTY_DIR:
             # medium: Memory is a plain directory too: the node's state is all Skiff has to give.
-            _make_volume_dir(path, kind)
+            _make_volume_dir(path, kind, securitycontext.fs_group(self.w.pod))
             return
         if kind == volumes.HOST_PATH:
             await asyncio.to_thread(check_host_path, path, v["hostPath"].get("type") or "")
@@ -283,10 +286,14 @@ class PodVolumes:
                                  {n: o for (p, n), o in fetched.items() if p == "configmaps"},
                                  {n: o for (p, n), o in fetched.items() if p == "secrets"},
                                  tokens, self.k.allocatable, token_errors)
+        fs_group = securitycontext.fs_group(self.w.pod)
         if sum(len(f.data) for f in payload.values()) < INLINE_WRITE_BYTES:
-            write_payload(path, payload)  # a few small files: cheaper than a hop to a thread
+            changed = write_payload(path, payload)  # a few small files: cheaper than a hop to a thread
         else:
-            await asyncio.to_thread(write_payload, path, payload)
+            changed = await asyncio.to_thread(write_payload, path, payload)
+        if changed and fs_group is not None:
+            # Each write is a new version directory: its files get the group again.
+            await asyncio.to_thread(set_volume_ownership, path, fs_group, True)
 
     async def _token(self, src: volumes.TokenSource) -> str:
         """A token for a serviceAccountToken source, from the TokenRequest API, reused until it is
@@ -334,7 +341,7 @@ class PodVolumes:
         if any(p.sub_path for p in plans) or any(kind == volumes.HOST_PATH for _, kind in kinds):
             return None
         for v, kind in kinds:
-            _make_volume_dir(self.path_of(v), kind)
+            _make_volume_dir(self.path_of(v), kind, securitycontext.fs_group(self.w.pod))
         return self.mounts({})
 
     def mounts(self, envs: dict[str, dict[str, str]]) -> list[VolumeMount]:
@@ -428,6 +435,7 @@ class PodWorker:
         self.sandbox: Sandbox | None = None
         self.procs: dict[str, ContainerProcess] = {}
         self.envs: dict[str, dict[str, str]] = {}
+        self.creds: dict[str, securitycontext.Credentials | None] = {}  # who each container runs as
         self.instances: dict[str, int] = {}  # container -> restart count of its newest log file
         self.probe_workers: dict[str, list[probes.ProbeWorker]] = {}
         self.backoffs: dict[str, Backoff] = {}
@@ -606,11 +614,11 @@ class PodWorker:
 
     def _exec_fn(self, name: str):
         """How hooks and probes run a command in container `name`."""
-        sb, env = self.sandbox, self.envs.get(name, {})
+        sb, env, creds = self.sandbox, self.envs.get(name, {}), self.creds.get(name)
 
         async def run_exec(argv, timeout: float):
             assert sb is not None
-            return await exec_in_container(sb, list(argv), env, timeout=timeout)
+            return await exec_in_container(sb, list(argv), env, timeout=timeout, creds=creds)
         return run_exec
 
     async def _kill(self, name: str, grace: float, message: str) -> None:
@@ -888,12 +896,13 @@ class PodWorker:
         # Container config: env (may need ConfigMaps/Secrets), then the command.
         while True:
             try:
+                creds = securitycontext.credentials(self.pod, c)
                 env = await self.k.container_env(self.pod_with_ips(), c)
                 cmd, args = envvars.expand_command(c, env)
                 resolved = resolve(c.get("image", ""), cmd, args)
                 break
-            except (envvars.EnvError, NoCommandSpecified) as e:
-                reason = "CreateContainerConfigError" if isinstance(e, envvars.EnvError) else "CreateContainerError"
+            except (envvars.EnvError, securitycontext.NonRootError, NoCommandSpecified) as e:
+                reason = "CreateContainerError" if isinstance(e, NoCommandSpecified) else "CreateContainerConfigError"
                 rec.state, rec.reason, rec.message = WAITING, reason, str(e)
                 self.mark_dirty()
                 self.k.event(self.pod, "Warning", "Failed", f"Error: {e}", fp)
@@ -903,6 +912,7 @@ class PodWorker:
         if c.get("image", "").startswith("skiff/"):
             full_env["SKIFF_STATE_DIR"] = str(self.k.state_dir)
         self.envs[rec.name] = full_env
+        self.creds[rec.name] = creds
         instance = rec.restart_count
         path = self.log_path(rec.name, instance)
         rec.container_id = secrets.token_hex(32)
@@ -910,7 +920,7 @@ class PodWorker:
         rec.image_id = fake_image_id(rec.image)
         self.k.event(self.pod, "Normal", "Created", f"Created container: {rec.name}", fp)
         try:
-            proc = await start_container(sb, resolved.argv, full_env, c.get("workingDir") or None, path)
+            proc = await start_container(sb, resolved.argv, full_env, c.get("workingDir") or None, path, creds)
         except ContainerStartError as e:
             now = time.time()
             self.instances[rec.name] = instance
@@ -1389,6 +1399,11 @@ class PodResolver:
     def container_env(self, namespace: str, pod: str, container: str) -> dict[str, str]:
         w = self._worker(namespace, pod)
         return dict(w.envs.get(container, {})) if w is not None else {}
+
+    def container_credentials(self, namespace: str, pod: str, container: str) -> securitycontext.Credentials | None:
+        """Who `kubectl exec` runs as in the container: its own user and groups."""
+        w = self._worker(namespace, pod)
+        return w.creds.get(container) if w is not None else None
 
     def pod_ip(self, namespace: str, pod: str) -> str | None:
         w = self._worker(namespace, pod)

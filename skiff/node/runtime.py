@@ -37,6 +37,7 @@ from datetime import datetime
 
 from skiff.node import forkserver
 from skiff.node.sandbox import Sandbox
+from skiff.node.securitycontext import Credentials, setpriv_argv
 
 log = logging.getLogger(__name__)
 
@@ -246,8 +247,10 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def nsenter_argv(sandbox: Sandbox, argv: Sequence[str], working_dir: str | None = None) -> list[str]:
-    """argv that runs `argv` inside the sandbox: its network, UTS (hostname) and mount namespaces."""
+def nsenter_argv(sandbox: Sandbox, argv: Sequence[str], working_dir: str | None = None,
+                 creds: Credentials | None = None) -> list[str]:
+    """argv that runs `argv` inside the sandbox: its network, UTS (hostname) and mount namespaces,
+    as the user and groups of `creds` (through setpriv, once inside: root until then)."""
     cmd = [
         "nsenter",
         f"--net={sandbox.netns_path}",
@@ -257,6 +260,8 @@ def nsenter_argv(sandbox: Sandbox, argv: Sequence[str], working_dir: str | None 
     if working_dir:
         # In the pod's view (which has its volumes): --wd would open the host's directory.
         cmd.append(f"{_nsenter_wd_option()}={working_dir}")
+    if creds is not None:
+        return cmd + ["--", *setpriv_argv(creds), "--", *argv]
     return cmd + ["--", *argv]
 
 
@@ -410,8 +415,10 @@ async def start_container(
     env: Mapping[str, str] | None,
     working_dir: str | None,
     log_path: str,
+    creds: Credentials | None = None,
 ) -> ContainerProcess:
-    """Start `argv` in the sandbox, with stdout/stderr appended to `log_path` in CRI format.
+    """Start `argv` in the sandbox as `creds` (None: root), with stdout/stderr appended to
+    `log_path` in CRI format.
 
     The hostname is the sandbox's (a pod-level setting). Raises ContainerStartError when the
     program cannot be found or the working directory does not exist.
@@ -422,7 +429,7 @@ async def start_container(
     if server is not None and forkserver.is_builtin_argv(argv):
         if server.alive:
             try:
-                return await _start_forked(server, sandbox, argv, full_env, working_dir, log_path)
+                return await _start_forked(server, sandbox, argv, full_env, working_dir, log_path, creds)
             except forkserver.ForkServerError as exc:
                 log.warning("fork server: %s; starting %s in %s with nsenter", exc, argv[3], sandbox.netns)
         else:
@@ -431,7 +438,7 @@ async def start_container(
     writer = LogWriter(log_path)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *nsenter_argv(sandbox, argv, working_dir),
+            *nsenter_argv(sandbox, argv, working_dir, creds),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -474,7 +481,8 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
 
 
 async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: Sequence[str],
-                        env: Mapping[str, str], working_dir: str | None, log_path: str) -> ContainerProcess:
+                        env: Mapping[str, str], working_dir: str | None, log_path: str,
+                        creds: Credentials | None = None) -> ContainerProcess:
     namespaces = {"net": sandbox.netns_path, "uts": sandbox.ns_path("uts"), "mnt": sandbox.ns_path("mnt")}
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -483,7 +491,7 @@ async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: S
     started = False
     try:
         try:
-            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w, listen_w)
+            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w, listen_w, creds)
         finally:
             # The server holds its own copies now (or the request failed): ours would keep the
             # pipes from ever reaching EOF.
@@ -519,6 +527,7 @@ async def exec_in_container(
     stdin: bytes | None = None,
     working_dir: str | None = None,
     timeout: float | None = None,
+    creds: Credentials | None = None,
 ) -> ExecResult:
     """Run a command in the sandbox and collect its output (exec probes, non-interactive exec).
 
@@ -533,7 +542,7 @@ async def exec_in_container(
         code = 127 if "not found" in str(exc) else 126
         return ExecResult(code, b"", str(exc).encode() + b"\n")
     proc = await asyncio.create_subprocess_exec(
-        *nsenter_argv(sandbox, argv, working_dir),
+        *nsenter_argv(sandbox, argv, working_dir, creds),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -32,6 +32,7 @@ from aiohttp import web
 from skiff.net.ns import call_in_netns
 from skiff.node import execproto, runtime, streaming_exec
 from skiff.node.sandbox import Sandbox
+from skiff.node.securitycontext import Credentials
 from skiff.node.spdy import ProtocolError
 from skiff.node.spdy_portforward import PortForwardSession
 from skiff.node.streaming_logs import LogOptions, LogOptionsError, parse_log_options
@@ -46,6 +47,7 @@ class Resolver(Protocol):
     def container_log_path(self, namespace: str, pod: str, container: str, previous: bool) -> str | None: ...
     def sandbox(self, namespace: str, pod: str) -> Sandbox | None: ...
     def container_env(self, namespace: str, pod: str, container: str) -> dict[str, str]: ...
+    def container_credentials(self, namespace: str, pod: str, container: str) -> Credentials | None: ...
     def pod_ip(self, namespace: str, pod: str) -> str | None: ...
     def is_running(self, namespace: str, pod: str, container: str) -> bool: ...
     def waiting_reason(self, namespace: str, pod: str, container: str) -> str: ...
@@ -237,7 +239,8 @@ class StreamingServer:
             ws, protocol, self.resolver.sandbox(ns, pod), list(argv),
             self.resolver.container_env(ns, pod, container),
             stdin=_flag(request, "stdin"), stdout=_flag(request, "stdout"),
-            stderr=_flag(request, "stderr") and not tty, tty=tty))
+            stderr=_flag(request, "stderr") and not tty, tty=tty,
+            creds=self.resolver.container_credentials(ns, pod, container)))
         return ws
 
     async def attach(self, request: web.Request) -> web.StreamResponse:

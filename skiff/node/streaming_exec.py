@@ -31,6 +31,7 @@ from aiohttp import web
 
 from skiff.node import execproto, runtime
 from skiff.node.sandbox import Sandbox
+from skiff.node.securitycontext import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,10 @@ async def serve_exec(
     stdout: bool,
     stderr: bool,
     tty: bool,
+    creds: Credentials | None = None,
 ) -> int | None:
-    """Run `argv` in the sandbox for a prepared WebSocket; returns the exit code (None: not started)."""
+    """Run `argv` in the sandbox, as `creds` (the container's user; None: root), for a prepared
+    WebSocket; returns the exit code (None: not started)."""
     sender = _Sender(ws)
     full_env = runtime.container_env(sandbox, env) if sandbox is not None else dict(env or {})
     problem = exec_start_error(sandbox, argv, full_env)
@@ -144,7 +147,7 @@ async def serve_exec(
         await _finish(sender, protocol, execproto.internal_error_status(problem))
         return None
     assert sandbox is not None
-    cmd = runtime.nsenter_argv(sandbox, argv)
+    cmd = runtime.nsenter_argv(sandbox, argv, creds=creds)
     pty: _Pty | None = None
     try:
         if tty:

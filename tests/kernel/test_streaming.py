@@ -85,6 +85,9 @@ class Resolver:
         p = self._pod(namespace, pod)
         return dict(p.env) if p else {}
 
+    def container_credentials(self, namespace, pod, container):
+        return None  # root, as a container without a securityContext
+
     def pod_ip(self, namespace, pod):
         p = self._pod(namespace, pod)
         return p.sandbox.ip if p else None
