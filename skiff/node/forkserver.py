@@ -76,6 +76,7 @@ from skiff.net.ns import (
     detach,
     mount,
     unpin,
+    write_sysctls,
 )
 from skiff.node.podmounts import VolumeMountError, mount_volumes
 from skiff.node.securitycontext import Credentials
@@ -500,6 +501,10 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
             _check(_libc.unshare(_NS_FLAGS["net"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNET|CLONE_NEWUTS)")
             _pin(pins["net"], "/proc/self/ns/net")
             made.append(pins["net"])
+            # /proc/sys/net is the opener's network namespace: the new one, here.
+            for key, value in (req.get("sysctls") or {}).items():
+                with contextlib.suppress(FileNotFoundError):  # a kernel without it
+                    write_sysctls({key: value})
         hostname = req["hostname"].encode()
         _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
         _pin(pins["uts"], "/proc/self/ns/uts")
@@ -541,6 +546,10 @@ def _make_sandbox(sock: socket.socket, req: dict, fds: list[int], own: dict[str,
         missing.append("well-formed mounts")
     if not isinstance(req.get("etc"), dict) or not all(isinstance(v, str) for v in req["etc"].values()):
         missing.append("etc")
+    sysctls = req.get("sysctls") or {}
+    if not isinstance(sysctls, dict) or not all(isinstance(k, str) and isinstance(v, str) and "/" not in k
+                                                for k, v in sysctls.items()):
+        missing.append("well-formed sysctls")
     join_net = req.get("join_net")
     if join_net is not None and not isinstance(join_net, str):
         missing.append("a join_net path")
@@ -821,19 +830,22 @@ class ForkServer:
         return child
 
     async def sandbox(self, name: str, pins: Mapping[str, str], pin_dir: str, etc: Mapping[str, str],
-                      hostname: str, mounts: Sequence[Mapping[str, object]] = (), join_net: str | None = None
-                      ) -> None:
+                      hostname: str, mounts: Sequence[Mapping[str, object]] = (), join_net: str | None = None,
+                      sysctls: Mapping[str, str] | None = None) -> None:
         """Make a pod's sandbox: new network, UTS and mount namespaces pinned at `pins` (kind ->
         path; the network one is /run/netns/<name>), the `etc` files (name -> content) over /etc,
         the hostname and the volume `mounts` ({"source", "target", "read_only"}, parents first; see
-        mount_volumes). With `join_net`, the path of an existing network namespace, the sandbox
-        shares it and `pins` has no "net". No process holds them (see _pinned_sandbox). Raises
+        mount_volumes). `sysctls` (dotted name -> value) are set in the new network namespace.
+        With `join_net`, the path of an existing network namespace, the sandbox shares it, `pins`
+        has no "net" and no sysctl is set. No process holds them (see _pinned_sandbox). Raises
         SpawnFailed when it could not be made (MountFailed when a volume could not be mounted;
         nothing is left behind), ForkServerError when the server cannot be asked."""
         req = {"op": "sandbox", "name": name, "pins": dict(pins), "pin_dir": pin_dir, "etc": dict(etc),
                "hostname": hostname, "mounts": [dict(m) for m in mounts]}
         if join_net:
             req["join_net"] = join_net
+        if sysctls:
+            req["sysctls"] = dict(sysctls)
         await self._request(req, [])
 
     async def _request(self, req: dict, fds: list[int]) -> ForkedChild | None:

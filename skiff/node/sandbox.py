@@ -66,6 +66,7 @@ from skiff.net.ns import (
     pin_dir,
     remove_netns_pin,
     remove_ns_pins,
+    set_sysctls,
 )
 from skiff.net.rtnl import Rtnl
 from skiff.node.forkserver import (
@@ -244,12 +245,18 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
         os.close(fd)
 
 
+# What containerd 2.x (kind's runtime) sets in every pod network namespace: processes that are not
+# root may bind ports below 1024 and send ICMP echo (ping) with a datagram socket.
+POD_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
+
+
 async def _create_pinned(server: ForkServer, node_netns: str, netns: str, veth: str, ip: str, gateway: str,
                          resolv_conf: str, hosts: str, hostname: str, mounts: Sequence[VolumeMount]) -> None:
     """The fork server's way: pinned namespaces, wired by rtnetlink."""
     pins = {kind: ns_pin_path(netns, kind) for kind in ("net", "uts", "mnt")}
     etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
-    await server.sandbox(netns, pins, pin_dir(node_netns), etc, hostname, [asdict(m) for m in mounts])
+    await server.sandbox(netns, pins, pin_dir(node_netns), etc, hostname, [asdict(m) for m in mounts],
+                         sysctls=POD_SYSCTLS)
     wire_pod_network(node_netns, netns, veth, ip, gateway)
 
 
@@ -282,8 +289,15 @@ def ip_wiring(netns: str, veth: str, ip: str, gateway: str) -> tuple[list[str], 
     return node, pod
 
 
+def _set_pod_sysctls(netns: str) -> None:
+    for key, value in POD_SYSCTLS.items():
+        with contextlib.suppress(FileNotFoundError):  # a kernel without it
+            set_sysctls(netns, {key: value})
+
+
 async def _create_with_ip(node_netns: str, netns: str, veth: str, ip: str, gateway: str, hostname: str) -> int:
     await run(["ip", "netns", "add", netns])
+    await asyncio.to_thread(_set_pod_sysctls, netns)
     pause = asyncio.ensure_future(_start_pause(netns, hostname))
     try:
         node_lines, pod_lines = ip_wiring(netns, veth, ip, gateway)

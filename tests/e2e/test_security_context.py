@@ -143,3 +143,16 @@ def test_run_as_non_root_refuses_a_root_container_with_the_kubelets_words(cluste
         assert "CreateContainerConfigError" in k("get", "pod", "-n", ns, name)
     wait_running(k, ns, "non-root")
     assert sh(k, ns, "non-root", "id -u") == "1000"
+
+
+def test_a_container_that_is_not_root_may_bind_a_low_port_as_with_containerd(cluster, cluster_ns):
+    k, ns = cluster.kubectl, cluster_ns
+    apply(k, ns, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "low-port"},
+        "spec": {"securityContext": {"runAsUser": 1000, "runAsNonRoot": True},
+                 "containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+                                 "args": ["netexec", "--http-port=80"]}],
+                 "terminationGracePeriodSeconds": 0}})
+    wait_running(k, ns, "low-port")
+    assert sh(k, ns, "low-port", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start") == "0"
+    assert sh(k, ns, "low-port", "curl -s http://127.0.0.1:80/hostname") == "low-port"
