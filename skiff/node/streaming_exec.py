@@ -39,6 +39,8 @@ READ_CHUNK = 32 * 1024
 # After the command exits, how long its output may keep flowing: a background child that
 # inherited the pipes would otherwise hold the session open forever.
 DRAIN_GRACE = 2.0
+# How long a terminal session waits for the client's first resize before starting the command.
+INITIAL_SIZE_WAIT = 0.2
 
 
 class _Sender:
@@ -149,10 +151,12 @@ async def serve_exec(
     assert sandbox is not None
     cmd = runtime.nsenter_argv(sandbox, argv, creds=creds)
     pty: _Pty | None = None
+    first: aiohttp.WSMessage | None = None
     try:
         if tty:
             master, slave = os.openpty()
             pty = _Pty(master)
+            first = await _initial_size(ws, pty)
             # setsid --ctty makes the terminal (its stdin) the controlling one; --wait keeps its
             # pid the command's even if it had to fork.
             try:
@@ -191,7 +195,7 @@ async def serve_exec(
             pumps.append(asyncio.create_task(pump_pipe(proc.stdout, execproto.STDOUT)))
         if proc.stderr is not None:
             pumps.append(asyncio.create_task(pump_pipe(proc.stderr, execproto.STDERR)))
-    client = asyncio.create_task(_read_client(ws, protocol, proc, pty, stdin))
+    client = asyncio.create_task(_read_client(ws, protocol, proc, pty, stdin, first))
     waiter = asyncio.create_task(proc.wait())
     try:
         await asyncio.wait({waiter, client}, return_when=asyncio.FIRST_COMPLETED)
@@ -224,33 +228,61 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _read_client(ws: web.WebSocketResponse, protocol: str, proc: asyncio.subprocess.Process,
-                       pty: _Pty | None, stdin: bool) -> None:
-    """Client → command: stdin bytes, stdin EOF, terminal resizes. Returns when the client leaves."""
-    async for msg in ws:
-        if msg.type != aiohttp.WSMsgType.BINARY:
-            if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
-                return
-            continue
+async def _initial_size(ws: web.WebSocketResponse, pty: _Pty) -> aiohttp.WSMessage | None:
+    """kubectl sends the terminal's size first thing: apply it before the command starts, so that
+    the command sees its real size from the start (a resize handled after the start comes too late
+    for a quick `stty size` or a shell's first prompt). Waits INITIAL_SIZE_WAIT at most; returns a
+    first message that is something else, to be handled as the session goes on."""
+    try:
+        msg = await ws.receive(timeout=INITIAL_SIZE_WAIT)
+    except TimeoutError:
+        return None
+    if msg.type == aiohttp.WSMsgType.BINARY:
         channel, payload = execproto.parse(msg.data)
-        try:
-            if channel == execproto.STDIN and stdin and payload:
-                if pty is not None:
-                    await pty.write(payload)
-                elif proc.stdin is not None:
-                    proc.stdin.write(payload)
-                    await proc.stdin.drain()
-            elif channel == execproto.CLOSE and execproto.supports_close(protocol) and payload[:1] == b"\x00":
-                if pty is not None:
-                    await pty.write(b"\x04")  # a terminal's EOF is the EOT character at line start
-                elif proc.stdin is not None:
-                    proc.stdin.close()
-            elif channel == execproto.RESIZE and pty is not None:
-                size = execproto.parse_resize(payload)
-                if size is not None:
-                    pty.resize(size.width, size.height)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the command closed its stdin or exited; its status is on the way
+        if channel == execproto.RESIZE:
+            size = execproto.parse_resize(payload)
+            if size is not None:
+                pty.resize(size.width, size.height)
+            return None
+    return msg
+
+
+async def _read_client(ws: web.WebSocketResponse, protocol: str, proc: asyncio.subprocess.Process,
+                       pty: _Pty | None, stdin: bool, first: aiohttp.WSMessage | None = None) -> None:
+    """Client → command: stdin bytes, stdin EOF, terminal resizes (`first`, already received,
+    before the rest). Returns when the client leaves."""
+    if first is not None and not await _handle_client_message(first, protocol, proc, pty, stdin):
+        return
+    async for msg in ws:
+        if not await _handle_client_message(msg, protocol, proc, pty, stdin):
+            return
+
+
+async def _handle_client_message(msg: aiohttp.WSMessage, protocol: str, proc: asyncio.subprocess.Process,
+                                 pty: _Pty | None, stdin: bool) -> bool:
+    """Act on one message from the client; False when the client is leaving."""
+    if msg.type != aiohttp.WSMsgType.BINARY:
+        return msg.type not in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE)
+    channel, payload = execproto.parse(msg.data)
+    try:
+        if channel == execproto.STDIN and stdin and payload:
+            if pty is not None:
+                await pty.write(payload)
+            elif proc.stdin is not None:
+                proc.stdin.write(payload)
+                await proc.stdin.drain()
+        elif channel == execproto.CLOSE and execproto.supports_close(protocol) and payload[:1] == b"\x00":
+            if pty is not None:
+                await pty.write(b"\x04")  # a terminal's EOF is the EOT character at line start
+            elif proc.stdin is not None:
+                proc.stdin.close()
+        elif channel == execproto.RESIZE and pty is not None:
+            size = execproto.parse_resize(payload)
+            if size is not None:
+                pty.resize(size.width, size.height)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the command closed its stdin or exited; its status is on the way
+    return True
 
 
 # ---- attach ------------------------------------------------------------------------------------------
