@@ -120,10 +120,12 @@ class Authenticator:
         if self.signer is None or not looks_like_jwt(token):
             return None
         if audiences is not None:
-            return await self._verify(token, audiences, remember=False)
+            verified = await self._verify(token, audiences, remember=False)
+            return None if verified is None else verified[0]
         entry = self._cache.get(token)
         if entry is None:
-            return await self._verify(token, self.api_audiences, remember=True)
+            verified = await self._verify(token, self.api_audiences, remember=True)
+            return None if verified is None else verified[0]
         if time.time() > entry.expires:
             self._cache.pop(token, None)
             return None
@@ -134,7 +136,24 @@ class Authenticator:
             entry.checked = time.monotonic()
         return entry.user
 
-    async def _verify(self, token: str, audiences: list[str], remember: bool) -> UserInfo | None:
+    async def review(self, token: str, audiences: list[str]) -> tuple[UserInfo | None, list[str]]:
+        """TokenReview: who `token` is and which of `audiences` it is good for; (None, []) when it is
+        nobody or good for none of them. The administrator's token is for this API server only."""
+        if self.admin(token) is not None:
+            matched = [a for a in audiences if a in self.api_audiences]
+            return (ADMIN, matched) if matched else (None, [])
+        if self.signer is None or not looks_like_jwt(token):
+            return None, []
+        verified = await self._verify(token, audiences, remember=False)
+        if verified is None:
+            return None, []
+        user, claims = verified
+        aud = claims.get("aud") or []
+        matched = [a for a in audiences if a in ([aud] if isinstance(aud, str) else aud)]
+        return (user, matched) if matched else (None, [])
+
+    async def _verify(self, token: str, audiences: list[str], remember: bool) -> tuple[UserInfo, dict] | None:
+        """(user, verified claims) of a ServiceAccount token good for one of `audiences`, or None."""
         assert self.signer is not None
         try:
             claims = self.signer.verify(token, audiences)
@@ -151,7 +170,7 @@ class Authenticator:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[token] = _Verified(user, claims, claims["exp"] + sat.LEEWAY_SECONDS, time.monotonic())
-        return user
+        return user, claims
 
     async def _objects_valid(self, claims: dict) -> bool:
         """The ServiceAccount still exists with the token's uid, and so does the object it is bound to

@@ -166,18 +166,20 @@ class APIServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    def _signer(self) -> serviceaccounttoken.Signer:
+        """The issuer's signer; without one the discovery documents do not exist (404)."""
+        if self.signer is None:
+            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
+        return self.signer
+
     async def _openid_configuration(self, request: web.Request) -> web.Response:
         """ServiceAccountIssuerDiscovery. Like kube-apiserver's default RBAC (which grants it to
         authenticated clients, ServiceAccounts included), it needs a token."""
-        if self.signer is None:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
-        doc = self.signer.openid_configuration(f"{self.cfg.in_cluster_server_url}/openid/v1/jwks")
+        doc = self._signer().openid_configuration(f"{self.cfg.in_cluster_server_url}/openid/v1/jwks")
         return bodies.json_response(doc, headers={"Cache-Control": "public, max-age=3600"})
 
     async def _jwks(self, request: web.Request) -> web.Response:
-        if self.signer is None:
-            raise errors.APIError(404, "NotFound", "the server could not find the requested resource")
-        return web.Response(body=_dumps(self.signer.jwks()), content_type="application/jwk-set+json",
+        return web.Response(body=_dumps(self._signer().jwks()), content_type="application/jwk-set+json",
                             headers={"Cache-Control": "public, max-age=3600"})
 
     async def _api(self, request: web.Request) -> web.Response:

@@ -352,14 +352,19 @@ def call_in_netns_fd(fd: int, fn: Callable[[], T], label: str | None = None) -> 
     return result[0]
 
 
-def write_sysctls(values: dict[str, str]) -> None:
+def write_sysctls(values: Mapping[str, str], missing_ok: bool = False) -> None:
+    """Set sysctls (dotted names) in this thread's namespaces; `missing_ok` skips one the kernel lacks."""
     for key, value in values.items():
-        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-            f.write(value)
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
 
 
-def set_sysctls(netns: str, values: dict[str, str]) -> None:
-    call_in_netns(netns, lambda: write_sysctls(values))
+def set_sysctls(netns: str, values: Mapping[str, str], missing_ok: bool = False) -> None:
+    call_in_netns(netns, lambda: write_sysctls(values, missing_ok))
 
 
 def read_sysctl(netns: str, key: str) -> str:

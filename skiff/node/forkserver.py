@@ -141,6 +141,15 @@ def setns(fd: int, kind: str) -> None:
     _check(_libc.setns(fd, _NS_FLAGS[kind]), f"setns {kind}")
 
 
+def _join(path: str, kind: str) -> None:
+    """setns into the namespace of `kind` at `path` (a pin or a /proc link)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        setns(fd, kind)
+    finally:
+        os.close(fd)
+
+
 class _MMMap(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "start_code", "end_code", "start_data", "end_data", "start_brk", "brk", "start_stack",
@@ -451,11 +460,7 @@ def mount_volumes_of(pid: int, volumes: Sequence[Mapping[str, object]]) -> None:
     """Join the mount namespace of process `pid` (a sandbox's holder) and mount `volumes` there,
     as the server does for its pinned sandboxes. Only for a single-threaded process (the helper
     that volume_helper_argv starts)."""
-    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        setns(fd, "mnt")
-    finally:
-        os.close(fd)
+    _join(f"/proc/{pid}/ns/mnt", "mnt")
     _drop_other_pods_pins()
     mount_volumes(volumes)
 
@@ -491,20 +496,14 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
     in_pod_mounts = False
     try:
         if req.get("join_net"):
-            net = os.open(req["join_net"], os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                setns(net, "net")
-            finally:
-                os.close(net)
+            _join(req["join_net"], "net")
             _check(_libc.unshare(_NS_FLAGS["uts"]), "unshare(CLONE_NEWUTS)")
         else:
             _check(_libc.unshare(_NS_FLAGS["net"] | _NS_FLAGS["uts"]), "unshare(CLONE_NEWNET|CLONE_NEWUTS)")
             _pin(pins["net"], "/proc/self/ns/net")
             made.append(pins["net"])
             # /proc/sys/net is the opener's network namespace: the new one, here.
-            for key, value in (req.get("sysctls") or {}).items():
-                with contextlib.suppress(FileNotFoundError):  # a kernel without it
-                    write_sysctls({key: value})
+            write_sysctls(req.get("sysctls") or {}, missing_ok=True)
         hostname = req["hostname"].encode()
         _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
         _pin(pins["uts"], "/proc/self/ns/uts")

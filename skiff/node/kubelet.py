@@ -84,6 +84,7 @@ log = logging.getLogger("skiff.kubelet")
 
 CONFIGMAPS = lookup("", "v1", "configmaps")
 SECRETS = lookup("", "v1", "secrets")
+_VOLUME_OBJECTS = {"configmaps": CONFIGMAPS, "secrets": SECRETS}  # what volumes show, by plural
 
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
@@ -254,11 +255,17 @@ class PodVolumes:
             name = v.get("name", "")
             try:
                 await self._sync_one(v, fetched)
-            except volumes.VolumeError as e:
-                errors[name] = str(e)
-            except (OSError, ValueError) as e:
+            except (volumes.VolumeError, OSError, ValueError) as e:
                 errors[name] = str(e)
         return errors
+
+    async def sync_and_report(self) -> bool:
+        """sync(), with a FailedMount event per volume that failed; whether all of them worked."""
+        errors = await self.sync()
+        for name, message in errors.items():
+            self.k.event(self.w.pod, "Warning", "FailedMount",
+                         f'MountVolume.SetUp failed for volume "{name}" : {message}')
+        return not errors
 
     async def _sync_one(self, v: dict, fetched: dict[tuple[str, str], dict | None]) -> None:
         kind = volumes.volume_kind(v)
@@ -384,11 +391,7 @@ class PodVolumes:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.dirty.wait(), timeout)
             self.dirty.clear()
-            errors = await self.sync()
-            for name, message in errors.items():
-                self.k.event(self.w.pod, "Warning", "FailedMount",
-                             f'MountVolume.SetUp failed for volume "{name}" : {message}')
-            if errors:
+            if not await self.sync_and_report():
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, MOUNT_RETRY_MAX)
                 self.dirty.set()
@@ -790,11 +793,7 @@ class PodWorker:
         retry = MOUNT_RETRY_INITIAL
         while True:
             self.volumes.dirty.clear()
-            errors = await self.volumes.sync()
-            for name, message in errors.items():
-                self.k.event(self.pod, "Warning", "FailedMount",
-                             f'MountVolume.SetUp failed for volume "{name}" : {message}')
-            if not errors:
+            if await self.volumes.sync_and_report():
                 try:
                     return self.volumes.mounts(await self._subpath_envs(ip))
                 except (volumes.MountError, envvars.EnvError, OSError) as e:
@@ -1319,7 +1318,7 @@ class Kubelet:
     def _volume_informer(self, plural: str) -> Informer:
         informer = self.volume_informers.get(plural)
         if informer is None:
-            informer = Informer(self.client, CONFIGMAPS if plural == "configmaps" else SECRETS)
+            informer = Informer(self.client, _VOLUME_OBJECTS[plural])
             informer.add_handler(lambda etype, obj, old: self._on_volume_object(plural, obj))
             self.volume_informers[plural] = informer
             informer.start()
@@ -1335,7 +1334,7 @@ class Kubelet:
         if obj is not None:
             return obj
         try:
-            return await self.client.get(CONFIGMAPS if plural == "configmaps" else SECRETS, ns, name)
+            return await self.client.get(_VOLUME_OBJECTS[plural], ns, name)
         except ClientError as e:
             if e.code == 404:
                 return None

@@ -125,9 +125,6 @@ class Sandbox:
     host_veth: str  # the veth end inside the node's namespace
     pause_pid: int  # the process holding the namespaces; 0 when they are pinned
     created_at: float = 0.0
-    # A hostNetwork pod's sandbox shares the node's network namespace (netns is the node's); its
-    # own UTS and mount namespaces are pinned under this name instead.
-    pin: str = ""
 
     @property
     def pinned(self) -> bool:
@@ -139,6 +136,14 @@ class Sandbox:
         return self.netns == self.node_netns
 
     @property
+    def pin_name(self) -> str:
+        """The name its UTS and mount namespaces are pinned under: its network namespace's, or for a
+        hostNetwork pod (which shares the node's) the name that one would have had."""
+        if self.host_network:
+            return names.pod_netns_name(self.node_netns, self.namespace, self.pod_name, self.pod_uid)
+        return self.netns
+
+    @property
     def netns_path(self) -> str:
         return netns_path(self.netns)
 
@@ -148,7 +153,7 @@ class Sandbox:
         if kind == "net" and self.host_network:
             return self.netns_path
         if self.pinned:
-            return ns_pin_path(self.pin or self.netns, kind)
+            return ns_pin_path(self.pin_name, kind)
         return f"/proc/{self.pause_pid}/ns/{kind}"
 
     def is_alive(self) -> bool:
@@ -245,6 +250,11 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
         os.close(fd)
 
 
+def _etc_files(resolv_conf: str, hosts: str, hostname: str) -> dict[str, str]:
+    """The kubelet-managed files bound over the pod's /etc (name -> content)."""
+    return {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
+
+
 # What containerd 2.x (kind's runtime) sets in every pod network namespace: processes that are not
 # root may bind ports below 1024 and send ICMP echo (ping) with a datagram socket.
 POD_SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "net.ipv4.ping_group_range": "0 2147483647"}
@@ -254,8 +264,7 @@ async def _create_pinned(server: ForkServer, node_netns: str, netns: str, veth: 
                          resolv_conf: str, hosts: str, hostname: str, mounts: Sequence[VolumeMount]) -> None:
     """The fork server's way: pinned namespaces, wired by rtnetlink."""
     pins = {kind: ns_pin_path(netns, kind) for kind in ("net", "uts", "mnt")}
-    etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
-    await server.sandbox(netns, pins, pin_dir(node_netns), etc, hostname, [asdict(m) for m in mounts],
+    await server.sandbox(netns, pins, pin_dir(node_netns), _etc_files(resolv_conf, hosts, hostname), hostname, [asdict(m) for m in mounts],
                          sysctls=POD_SYSCTLS)
     wire_pod_network(node_netns, netns, veth, ip, gateway)
 
@@ -289,15 +298,9 @@ def ip_wiring(netns: str, veth: str, ip: str, gateway: str) -> tuple[list[str], 
     return node, pod
 
 
-def _set_pod_sysctls(netns: str) -> None:
-    for key, value in POD_SYSCTLS.items():
-        with contextlib.suppress(FileNotFoundError):  # a kernel without it
-            set_sysctls(netns, {key: value})
-
-
 async def _create_with_ip(node_netns: str, netns: str, veth: str, ip: str, gateway: str, hostname: str) -> int:
     await run(["ip", "netns", "add", netns])
-    await asyncio.to_thread(_set_pod_sysctls, netns)
+    await asyncio.to_thread(set_sysctls, netns, POD_SYSCTLS, True)
     pause = asyncio.ensure_future(_start_pause(netns, hostname))
     try:
         node_lines, pod_lines = ip_wiring(netns, veth, ip, gateway)
@@ -431,26 +434,24 @@ async def create_host_network_sandbox(server: ForkServer | None, node_netns: str
     key = names.pod_netns_name(node_netns, namespace, pod_name, pod_uid)
     pins = {kind: ns_pin_path(key, kind) for kind in ("uts", "mnt")}
     remove_ns_pins(key)  # a previous attempt's, if it died half-way
-    etc = {"resolv.conf": resolv_conf, "hosts": hosts, "hostname": hostname + "\n"}
     try:
-        await server.sandbox(key, pins, pin_dir(node_netns), etc, hostname, [asdict(m) for m in planned],
+        await server.sandbox(key, pins, pin_dir(node_netns), _etc_files(resolv_conf, hosts, hostname), hostname, [asdict(m) for m in planned],
                              join_net=netns_path(node_netns))
     except (ForkServerError, SpawnFailed, OSError) as exc:
         raise SandboxError(f"failed to create the sandbox of pod {namespace}/{pod_name}: {exc}") from exc
     return Sandbox(netns=node_netns, node_netns=node_netns, pod_uid=pod_uid, pod_name=pod_name, namespace=namespace,
-                   ip=node_ip, gateway="", hostname=hostname, host_veth="", pause_pid=0, created_at=time.time(),
-                   pin=key)
+                   ip=node_ip, gateway="", hostname=hostname, host_veth="", pause_pid=0, created_at=time.time())
 
 
 def _destroy_host_network_sync(sandbox: Sandbox) -> None:
     # Only what is in the pod's own mount namespace: the node's network namespace stays untouched.
     kill_namespace_processes(sandbox.ns_path("mnt"), "mnt")
-    remove_ns_pins(sandbox.pin)
+    remove_ns_pins(sandbox.pin_name)
 
 
 async def destroy_host_network_sandbox(sandbox: Sandbox) -> None:
     """Kill what is left in a hostNetwork sandbox and unpin its UTS and mount namespaces."""
-    if sandbox.pin:
+    if sandbox.pinned:  # not the agent's own namespaces (no fork server): nothing of its own
         await asyncio.to_thread(_destroy_host_network_sync, sandbox)
 
 

@@ -240,11 +240,15 @@ async def _initial_size(ws: web.WebSocketResponse, pty: _Pty) -> aiohttp.WSMessa
     if msg.type == aiohttp.WSMsgType.BINARY:
         channel, payload = execproto.parse(msg.data)
         if channel == execproto.RESIZE:
-            size = execproto.parse_resize(payload)
-            if size is not None:
-                pty.resize(size.width, size.height)
+            _resize(pty, payload)
             return None
     return msg
+
+
+def _resize(pty: _Pty, payload: bytes) -> None:
+    size = execproto.parse_resize(payload)
+    if size is not None:
+        pty.resize(size.width, size.height)
 
 
 async def _read_client(ws: web.WebSocketResponse, protocol: str, proc: asyncio.subprocess.Process,
@@ -277,9 +281,7 @@ async def _handle_client_message(msg: aiohttp.WSMessage, protocol: str, proc: as
             elif proc.stdin is not None:
                 proc.stdin.close()
         elif channel == execproto.RESIZE and pty is not None:
-            size = execproto.parse_resize(payload)
-            if size is not None:
-                pty.resize(size.width, size.height)
+            _resize(pty, payload)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the command closed its stdin or exited; its status is on the way
     return True

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from skiff.node import envvars
@@ -175,27 +175,25 @@ def _key_payload(items: list[dict], data: dict[str, bytes], default_mode: int, o
     return out
 
 
-def _configmap_payload(src: dict, configmaps: Mapping[str, dict | None], default_mode: int) -> Payload:
-    name = src.get("name", "")
-    optional = bool(src.get("optional"))
-    cm = configmaps.get(name)
-    if cm is None:
-        if optional:
+def _object_payload(src: dict, name: str, objects: Mapping[str, dict | None], default_mode: int, kind: str,
+                    data: Callable[[dict], dict[str, bytes]], missing_key: str) -> Payload:
+    """The files of a configMap or secret source (`kind` and `missing_key` in the kubelet's words)."""
+    obj = objects.get(name)
+    if obj is None:
+        if src.get("optional"):
             return {}
-        raise VolumeError(f'configmap "{name}" not found')
-    return _key_payload(src.get("items") or [], _configmap_data(cm), default_mode, optional,
-                        "configmap references non-existent config key")
+        raise VolumeError(f'{kind} "{name}" not found')
+    return _key_payload(src.get("items") or [], data(obj), default_mode, bool(src.get("optional")), missing_key)
+
+
+def _configmap_payload(src: dict, configmaps: Mapping[str, dict | None], default_mode: int) -> Payload:
+    return _object_payload(src, src.get("name", ""), configmaps, default_mode, "configmap", _configmap_data,
+                           "configmap references non-existent config key")
 
 
 def _secret_payload(src: dict, name: str, secrets: Mapping[str, dict | None], default_mode: int) -> Payload:
-    optional = bool(src.get("optional"))
-    secret = secrets.get(name)
-    if secret is None:
-        if optional:
-            return {}
-        raise VolumeError(f'secret "{name}" not found')
-    return _key_payload(src.get("items") or [], _secret_data(secret), default_mode, optional,
-                        "references non-existent secret key")
+    return _object_payload(src, name, secrets, default_mode, "secret", _secret_data,
+                           "references non-existent secret key")
 
 
 def _container(pod: dict, name: str) -> dict | None:
