@@ -66,6 +66,8 @@ IFLA_IFNAME = 3
 IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
 IFLA_EXT_MASK = 29
+IFLA_NUM_TX_QUEUES = 31
+IFLA_NUM_RX_QUEUES = 32
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
@@ -120,12 +122,16 @@ def veth_request(name: str, peer: str, peer_netns_fd: int | None = None, up: boo
     """
     # The peer has an ifinfomsg of its own, but IFF_UP there fails with ENOTCONN: the kernel opens
     # the peer before it has paired it with `name` (veth_newlink configures the peer first).
-    peer_body = _ifinfo() + attr_str(IFLA_IFNAME, peer)
+    # One queue each way, said outright: a veth gets one queue per possible CPU unless told, and
+    # the kernel then cuts it down to the one in use, waiting for an RCU grace period while it
+    # holds the RTNL lock (which every namespace, link and route change of the machine waits on).
+    queues = attr(IFLA_NUM_TX_QUEUES, struct.pack("=I", 1)) + attr(IFLA_NUM_RX_QUEUES, struct.pack("=I", 1))
+    peer_body = _ifinfo() + attr_str(IFLA_IFNAME, peer) + queues
     if peer_netns_fd is not None:
         peer_body += attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
     linkinfo = nested(IFLA_LINKINFO, attr_str(IFLA_INFO_KIND, "veth"),
                       nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_body)))
-    payload = (_ifinfo(up=True) if up else _ifinfo()) + attr_str(IFLA_IFNAME, name) + linkinfo
+    payload = (_ifinfo(up=True) if up else _ifinfo()) + attr_str(IFLA_IFNAME, name) + queues + linkinfo
     where = f" netns {_netns_label(peer_netns_fd)}" if peer_netns_fd is not None else ""
     what = f"{prefix} link add {name}{' up' if up else ''} type veth peer name {peer}{where}"
     return Request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, payload, what)

@@ -46,23 +46,28 @@ def test_veth_with_peer_in_another_namespace():
     family, _type, index, ifi_flags, change = IFINFOMSG.unpack_from(msg, 16)
     assert (family, index, ifi_flags, change) == (0, 0, 1, 1)  # IFF_UP, and only IFF_UP changes
     top = attrs(msg[32:])
-    assert [(k, n) for k, n, _ in top] == [(3, False), (18, True)]  # IFLA_IFNAME, IFLA_LINKINFO
+    # IFLA_IFNAME, IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES, IFLA_LINKINFO
+    assert [(k, n) for k, n, _ in top] == [(3, False), (31, False), (32, False), (18, True)]
     assert top[0][2] == b"vethab12cd34\0"
-    kind_attr, data_attr = attrs(top[1][2])
+    # One queue each way, so the kernel need not cut a queue per CPU down to one under the RTNL lock.
+    assert top[1][2] == top[2][2] == struct.pack("=I", 1)
+    kind_attr, data_attr = attrs(top[3][2])
     assert kind_attr == (1, False, b"veth\0")  # IFLA_INFO_KIND
     assert data_attr[:2] == (2, True)  # IFLA_INFO_DATA
     [(peer_kind, _, peer)] = attrs(data_attr[2])
     assert peer_kind == 1  # VETH_INFO_PEER: an ifinfomsg of the peer's own, then its attributes
     assert IFINFOMSG.unpack_from(peer) == (0, 0, 0, 0, 0)  # the peer cannot be brought up here
-    assert attrs(peer[16:]) == [(3, False, b"eth0\0"), (28, False, struct.pack("=I", 7))]  # IFLA_NET_NS_FD
-    assert len(msg) == 16 + 16 + 20 + 60  # header, ifinfomsg, name, linkinfo
+    one = struct.pack("=I", 1)
+    assert attrs(peer[16:]) == [(3, False, b"eth0\0"), (31, False, one), (32, False, one),
+                                (28, False, struct.pack("=I", 7))]  # IFLA_NET_NS_FD
+    assert len(msg) == 16 + 16 + 20 + 16 + 76  # header, ifinfomsg, name, queues, linkinfo
 
 
 def test_veth_down_in_the_same_namespace():
     msg = veth_request("a", "b", up=False).encode(1)
     assert IFINFOMSG.unpack_from(msg, 16) == (0, 0, 0, 0, 0)
-    data = attrs(attrs(attrs(msg[32:])[1][2])[1][2])[0][2]
-    assert attrs(data[16:]) == [(3, False, b"b\0")]  # no namespace attribute
+    data = attrs(attrs(attrs(msg[32:])[-1][2])[1][2])[0][2]
+    assert [k for k, _, _ in attrs(data[16:])] == [3, 31, 32]  # no namespace attribute
     assert veth_request("a", "b", up=False).what == "ip link add a type veth peer name b"
 
 
