@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import shutil
 import signal
 import threading
 import time
@@ -280,13 +281,19 @@ def ns_pin_path(netns: str, kind: str) -> str:
     return os.path.join(pin_dir(names.node_of_netns(netns)), f"{netns}.{kind}")
 
 
+def sandbox_files_dir(pin_directory: str, netns: str) -> str:
+    """Where a pinned sandbox's /etc files (hosts, resolv.conf, hostname) are kept, next to its
+    pins: the files a container runtime keeps in a sandbox's state directory."""
+    return os.path.join(pin_directory, f"{netns}.etc")
+
+
 def ensure_pin_dir(node_netns: str) -> str:
     """The node's pin directory, mounted as a private tmpfs (a mount namespace can only be pinned
     on a mount that does not propagate; tmpfs also makes each pin's file cheap). Idempotent."""
     path = pin_dir(node_netns)
     os.makedirs(path, mode=0o700, exist_ok=True)
     if not os.path.ismount(path):
-        mount("skiff-pins", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=4m")
+        mount("skiff-pins", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m")
     mount(None, path, None, MS_PRIVATE)
     return path
 
@@ -303,9 +310,11 @@ def remove_pin_dir(node_netns: str) -> None:
 
 
 def remove_ns_pins(netns: str) -> None:
-    """Remove a pod's UTS and mount namespace pins, if it has any (missing pins are fine)."""
+    """Remove a pod's UTS and mount namespace pins and its /etc files, if it has any (missing
+    ones are fine)."""
     for kind in ("uts", "mnt"):
         unpin(ns_pin_path(netns, kind))
+    shutil.rmtree(sandbox_files_dir(pin_dir(names.node_of_netns(netns)), netns), ignore_errors=True)
 
 
 def remove_netns_pin(name: str) -> None:

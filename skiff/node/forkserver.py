@@ -56,6 +56,7 @@ import itertools
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -75,6 +76,7 @@ from skiff.net.ns import (
     PIN_ROOT,
     detach,
     mount,
+    sandbox_files_dir,
     unpin,
     write_sysctls,
 )
@@ -419,28 +421,35 @@ def _pin(path: str, ns_file: str) -> None:
         raise
 
 
-def _set_up_pod_mounts(req: dict) -> None:
-    """In the pod's new mount namespace: its /etc files and a /sys of its network namespace."""
-    mount("none", "/", None, MS_SLAVE | MS_REC)  # our mounts must not reach the host's
-    _drop_other_pods_pins()
-    # The tmpfs is mounted, filled and detached again on /run/netns, which the pod does not use:
-    # its files stay reachable through the binds over /etc alone.
-    mount("tmpfs", NETNS_DIR, "tmpfs", 0, "size=64k,mode=0755")
+def _write_etc_files(req: dict) -> dict[str, str]:
+    """Write the pod's /etc files (hosts, resolv.conf, hostname) next to its pins, in this
+    process's (the host's) mount namespace; their paths, by name. Bound over /etc from there they
+    need no mount of their own in the pod's namespace: a scratch tmpfs there had to be unmounted
+    again, and every unmount waits for an RCU grace period, which a burst of pods queued on."""
+    directory = sandbox_files_dir(req["pin_dir"], req["name"])
+    os.makedirs(directory, 0o755, exist_ok=True)
+    paths = {}
     for entry, content in sorted(req["etc"].items()):
         if "/" in entry or entry.startswith("."):
             raise ValueError(f"bad /etc file name {entry!r}")
-        source = os.path.join(NETNS_DIR, entry)
-        with open(source, "w") as f:
+        path = paths[entry] = os.path.join(directory, entry)
+        with open(path, "w") as f:
             f.write(content)
-        os.chmod(source, 0o644)
+        os.chmod(path, 0o644)
+    return paths
+
+
+def _set_up_pod_mounts(req: dict, etc: Mapping[str, str]) -> None:
+    """In the pod's new mount namespace: its /etc files (`etc`: name -> the file written by
+    _write_etc_files) and a /sys of its network namespace."""
+    mount("none", "/", None, MS_SLAVE | MS_REC)  # our mounts must not reach the host's
+    # Bound before the pin directories (where the files are) are detached below.
+    for entry, source in etc.items():
         if os.path.exists(os.path.join("/etc", entry)):
             mount(source, os.path.join("/etc", entry), None, MS_BIND)
-    if not detach(NETNS_DIR):
-        raise OSError(ctypes.get_errno(), f"umount tmpfs on {NETNS_DIR}")
-    flags = 0
-    if not detach("/sys") and os.statvfs("/sys").f_flag & _ST_RDONLY:
-        flags = MS_RDONLY
-    mount(req["name"], "/sys", "sysfs", flags)
+    _drop_other_pods_pins()
+    # The pod's sysfs goes on top of the host's, which it hides: no unmount (see _write_etc_files).
+    mount(req["name"], "/sys", "sysfs", MS_RDONLY if os.statvfs("/sys").f_flag & _ST_RDONLY else 0)
     if req.get("mounts"):
         mount_volumes(req["mounts"])
 
@@ -508,9 +517,10 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
         _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
         _pin(pins["uts"], "/proc/self/ns/uts")
         made.append(pins["uts"])
+        etc = _write_etc_files(req)
         _check(_libc.unshare(_NS_FLAGS["mnt"]), "unshare(CLONE_NEWNS)")
         in_pod_mounts = True
-        _set_up_pod_mounts(req)
+        _set_up_pod_mounts(req, etc)
         pod_mnt = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
             setns(own["mnt"], "mnt")
@@ -528,6 +538,7 @@ def _pinned_sandbox(req: dict, own: dict[str, int]) -> None:
         for path in made:
             with contextlib.suppress(OSError):
                 unpin(path)
+        shutil.rmtree(sandbox_files_dir(req["pin_dir"], req["name"]), ignore_errors=True)
         raise
     finally:
         setns(own["net"], "net")
@@ -538,6 +549,8 @@ def _make_sandbox(sock: socket.socket, req: dict, fds: list[int], own: dict[str,
     for fd in fds:
         os.close(fd)
     missing = [k for k in ("name", "hostname", "pin_dir") if not isinstance(req.get(k), str)]
+    if "name" not in missing and ("/" in req["name"] or req["name"].startswith(".")):
+        missing.append("a name that is no path")
     volumes = req.get("mounts") or []
     if not isinstance(volumes, list) or not all(
             isinstance(v, dict) and isinstance(v.get("source"), str) and isinstance(v.get("target"), str)

@@ -16,8 +16,8 @@ A sandbox is what a pod's containers share (the role of the CRI pod sandbox):
 The node agent normally makes all of that without starting a process, as CRI-O does without
 infra containers: its fork server creates the three namespaces in-process and pins them with bind
 mounts (the network one at /run/netns/<pod netns>, the others in the node's pin directory
-/run/skiff/<node netns>/, a private tmpfs), with the /etc files on a tmpfs private to the pod's
-mount namespace; the agent wires the veth, addresses and routes with rtnetlink messages
+/run/skiff/<node netns>/, a private tmpfs), with the /etc files next to the pins in
+<pod netns>.etc/ (as a runtime keeps them in a sandbox's state directory); the agent wires the veth, addresses and routes with rtnetlink messages
 (skiff.net.rtnl). Containers and exec sessions join the pins (Sandbox.ns_path). With no process
 per sandbox and no file on disk, a sandbox costs a fraction of the CPU, which is what a burst of
 new pods waits on.

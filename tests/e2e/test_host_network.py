@@ -14,7 +14,7 @@ import re
 import pytest
 
 from skiff.net import names
-from skiff.net.ns import netns_exists, ns_pin_path
+from skiff.net.ns import netns_exists, ns_pin_path, pin_dir, sandbox_files_dir
 from tests.support import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
@@ -73,10 +73,10 @@ def test_host_network_pod_has_its_volumes_the_nodes_name_and_the_nodes_network(c
     k("patch", "configmap", "cfg", "-n", ns, "--type=merge", "-p", '{"data":{"greeting":"bonjour"}}')
     wait_for(lambda: sh(k, ns, "agent", "cat /etc/skiff-test-cfg/greeting") == "bonjour", 10, 0.2)
 
-    # Deleting the pod removes its own namespaces' pins and leaves the node's network alone.
+    # Deleting the pod removes its own namespaces' pins and /etc files and leaves the node's network alone.
     node_netns = names.node_netns_name(node)
     key = names.pod_netns_name(node_netns, ns, "agent", pod["metadata"]["uid"])
-    pins = [ns_pin_path(key, kind) for kind in ("uts", "mnt")]
+    pins = [ns_pin_path(key, kind) for kind in ("uts", "mnt")] + [sandbox_files_dir(pin_dir(node_netns), key)]
     assert all(os.path.exists(p) for p in pins)
     k("delete", "pod", "agent", "-n", ns, "--wait=true", "--timeout=30s")
     wait_for(lambda: not any(os.path.exists(p) for p in pins), 10, 0.1)

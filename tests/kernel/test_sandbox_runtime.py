@@ -18,7 +18,7 @@ import pytest
 from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipam import IPPool
 from skiff.net.nodes import node_netns
-from skiff.net.ns import call_in_netns, list_netns, netns_pids, run_in_netns_argv
+from skiff.net.ns import call_in_netns, list_netns, netns_pids, pin_dir, run_in_netns_argv, sandbox_files_dir
 from skiff.node.forkserver import ForkServer
 from skiff.node.runtime import (
     ContainerStartError,
@@ -163,13 +163,20 @@ async def test_pods_reach_each_other_and_host_reaches_pods(cluster, maker, tmp_p
         # The host's view is untouched.
         assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() != "client"
         assert open("/etc/resolv.conf").read() != RESOLV
-        # Other pods' namespace pins are not mounted in the pod (fork server) and the files behind
-        # /etc are not left on disk (fork server) or are in /etc/netns (ip netns exec).
-        pins = await exec_in_container(client, ["sh", "-c", "grep -c ' /run/netns' /proc/self/mountinfo"],
-                                       CLEAN_ENV)
+        # Other pods' namespace pins are not mounted in the pod (fork server: neither /run/netns
+        # nor any node's pin directory), and the files behind /etc are kept next to the pod's pins
+        # (fork server, on the node's tmpfs) or in /etc/netns (ip netns exec).
+        pins = await exec_in_container(
+            client, ["sh", "-c", "grep -c -e ' /run/netns' -e ' /run/skiff' /proc/self/mountinfo"], CLEAN_ENV)
         forked = maker is not None
         assert (pins.stdout.decode().strip() == "0") == forked, pins.stdout
+        files = sandbox_files_dir(pin_dir(client.node_netns), client.netns)
         assert os.path.exists(f"/etc/netns/{client.netns}/resolv.conf") != forked
+        assert os.path.exists(f"{files}/resolv.conf") == forked
+        if forked:
+            # Its /sys shows its own network namespace.
+            links = await exec_in_container(client, ["ls", "/sys/class/net"], CLEAN_ENV)
+            assert links.stdout.decode().split() == ["eth0", "lo"], links.stdout
 
         # Pods reach the host (where the API server listens) through their node.
         reach_host = await exec_in_container(
@@ -196,7 +203,9 @@ async def test_pods_reach_each_other_and_host_reaches_pods(cluster, maker, tmp_p
         await destroy_sandbox(web)
         await destroy_sandbox(client)
     assert web.netns not in list_netns() and client.netns not in list_netns()
-    assert not os.path.exists(f"/etc/netns/{web.netns}")
+    for sb in (web, client):
+        assert not os.path.exists(f"/etc/netns/{sb.netns}")
+        assert not os.path.exists(sandbox_files_dir(pin_dir(sb.node_netns), sb.netns))
 
 
 @needs_root
