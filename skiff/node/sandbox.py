@@ -238,14 +238,19 @@ def wire_pod_network(node_netns: str, netns: str, veth: str, ip: str, gateway: s
     try:
         with _node_links.use(node_netns) as node:
             node.add_veth(veth, "eth0", fd, up=True)
-            node.add_route(f"{ip}/32", dev=veth, scope="link", proto=names.ROUTE_PROTO)
         # The kernel creates a veth's far end down (it cannot be brought up in the same request).
+        # It goes up before the node's route is added: that request looks the veth up, which makes
+        # the kernel settle the veth's pending link state at once, and while the far end is down
+        # that state is "no carrier", whose handling waits for an RCU grace period under the RTNL
+        # lock.
         with Rtnl.in_netns_fd(fd, netns) as pod, pod.batch():
             pod.set_up("lo")
             pod.add_address("eth0", f"{ip}/32")
             pod.set_up("eth0")
             pod.add_route(f"{gateway}/32", dev="eth0", scope="link")
             pod.add_route("default", via=gateway, dev="eth0")
+        with _node_links.use(node_netns) as node:
+            node.add_route(f"{ip}/32", dev=veth, scope="link", proto=names.ROUTE_PROTO)
     finally:
         os.close(fd)
 
