@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
 from skiff.net import names
@@ -25,7 +26,9 @@ from skiff.net import names
 NETNS_DIR = "/run/netns"
 ETC_NETNS_DIR = "/etc/netns"
 # Pod sandboxes made by a fork server pin their UTS and mount namespaces here, under one private
-# tmpfs per node: /run/skiff/<node netns>/<pod netns>.{uts,mnt} (see skiff.node.sandbox).
+# tmpfs per node: /run/skiff/<node netns>/<pod netns>.{uts,mnt} (see skiff.node.sandbox). The node
+# tmpfs are mounted inside one private tmpfs at /run/skiff itself, so that a pod's copy of the
+# host's mounts sheds every node's pins (of every cluster) with a single unmount.
 PIN_ROOT = "/run/skiff"
 CLONE_NEWNET = 0x40000000
 
@@ -287,14 +290,36 @@ def sandbox_files_dir(pin_directory: str, netns: str) -> str:
     return os.path.join(pin_directory, f"{netns}.etc")
 
 
+@contextlib.contextmanager
+def _pin_root_lock() -> Iterator[None]:
+    """Serializes the agents and `skiff up`/`down` of every cluster while they mount and unmount
+    pin directories (a lock on /run/skiff's parent directory, which outlives it)."""
+    fd = os.open(os.path.dirname(PIN_ROOT), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _mount_private_tmpfs(path: str, options: str) -> None:
+    mount("skiff-pins", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+    mount(None, path, None, MS_PRIVATE)
+
+
 def ensure_pin_dir(node_netns: str) -> str:
     """The node's pin directory, mounted as a private tmpfs (a mount namespace can only be pinned
-    on a mount that does not propagate; tmpfs also makes each pin's file cheap). Idempotent."""
+    on a mount that does not propagate; tmpfs also makes each pin's file cheap) inside the private
+    tmpfs at /run/skiff. Idempotent."""
     path = pin_dir(node_netns)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    if not os.path.ismount(path):
-        mount("skiff-pins", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=64m")
-    mount(None, path, None, MS_PRIVATE)
+    with _pin_root_lock():
+        os.makedirs(PIN_ROOT, mode=0o755, exist_ok=True)
+        if not os.path.ismount(PIN_ROOT):
+            _mount_private_tmpfs(PIN_ROOT, "mode=0755,size=1m")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if not os.path.ismount(path):
+            _mount_private_tmpfs(path, "mode=0700,size=64m")
+        mount(None, path, None, MS_PRIVATE)
     return path
 
 
@@ -302,11 +327,20 @@ def remove_pin_dir(node_netns: str) -> None:
     """Detach the node's pin tmpfs (every pin in it goes with it) and remove its directory, and
     /run/skiff itself once no node of any cluster uses it."""
     path = pin_dir(node_netns)
-    while os.path.ismount(path) and detach(path):
-        pass
-    for directory in (path, PIN_ROOT):
+    with _pin_root_lock():
+        while os.path.ismount(path) and detach(path):
+            pass
         with contextlib.suppress(FileNotFoundError, OSError):
-            os.rmdir(directory)
+            os.rmdir(path)
+        try:
+            if os.listdir(PIN_ROOT):
+                return
+        except OSError:
+            return
+        while os.path.ismount(PIN_ROOT) and detach(PIN_ROOT):
+            pass
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(PIN_ROOT)
 
 
 def remove_ns_pins(netns: str) -> None:

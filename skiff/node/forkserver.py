@@ -457,11 +457,10 @@ def _set_up_pod_mounts(req: dict, etc: Mapping[str, str]) -> None:
 def _drop_other_pods_pins() -> None:
     """Other pods' pins are none of this pod's business, and a copy here would keep their
     namespaces alive after their pods are gone (and make pinning the next pod quadratic): detach
-    /run/netns and every node's pin directory (of every cluster) in the pod's mount namespace."""
-    directories = [NETNS_DIR]
-    with contextlib.suppress(OSError):
-        directories += [os.path.join(PIN_ROOT, entry) for entry in os.listdir(PIN_ROOT)]
-    for directory in directories:
+    /run/netns and every node's pin directory (of every cluster) in the pod's mount namespace, all
+    of them at once with the tmpfs at /run/skiff that holds them (each unmount waits for an RCU
+    grace period)."""
+    for directory in (NETNS_DIR, PIN_ROOT):
         detach(directory)  # not a mount point: nothing to detach
 
 

@@ -197,6 +197,29 @@ async def test_destroy_kills_processes_and_is_safe_twice(cfg):
 
 
 @needs_root
+async def test_pin_directories_share_one_tmpfs_that_goes_with_the_last(cfg):
+    # Another cluster of this test run may hold /run/skiff: it must then stay, with its entries.
+    others = os.listdir(PIN_ROOT) if os.path.isdir(PIN_ROOT) else []
+    await create_cluster_network(cfg)
+    try:
+        dirs = [os.path.join(PIN_ROOT, node_netns(cfg, i)) for i in range(cfg.nodes)]
+        # One private tmpfs per node inside the private tmpfs at /run/skiff (a pod sheds them all
+        # with one unmount; mount namespaces can be pinned only on mounts that do not propagate).
+        mounts = {line.split()[4]: line.split() for line in open("/proc/self/mountinfo")}
+        for path in [PIN_ROOT, *dirs]:
+            assert path in mounts and mounts[path][mounts[path].index("-") + 1] == "tmpfs", path
+            assert not any(tag.startswith(("shared:", "master:")) for tag in mounts[path][6:mounts[path].index("-")])
+        assert all(mounts[d][1] == mounts[PIN_ROOT][0] for d in dirs)  # mounted inside /run/skiff
+    finally:
+        await destroy_cluster_network(cfg.name)
+    assert leftovers(cfg) == []
+    if not others:
+        assert not os.path.ismount(PIN_ROOT) and not os.path.exists(PIN_ROOT)
+    else:
+        assert os.path.ismount(PIN_ROOT) and set(os.listdir(PIN_ROOT)) >= set(others)
+
+
+@needs_root
 async def test_conflicting_ranges_are_refused_and_leave_nothing(cfg):
     await create_cluster_network(cfg)
     other = random_config(nodes=1)
