@@ -8,7 +8,7 @@ live contents, and the host's mount table never changes (the namespace is a slav
 A container runtime creates a missing target in the container's root file system. A pod's root
 here is the host's, which must not change, so the nearest existing ancestor of a missing target
 gets a copy-on-write view private to the pod: an overlay whose lower layer is that directory and
-whose upper and work directories are on a tmpfs that is attached nowhere (the pod cannot see it,
+whose upper and work directories are on a tmpfs that the overlay covers (the pod cannot reach it,
 and it goes away with the namespace); the mounts below the ancestor are re-attached on top of
 the overlay, which would otherwise hide them (an overlay shows its lower directory's own file
 system only). The target is then made in the upper layer. Why this way: it changes the smallest
@@ -55,6 +55,7 @@ class _PodView:
     def __init__(self, stack: contextlib.ExitStack) -> None:
         self._stack = stack
         self._scratch: int | None = None
+        self._scratch_attached = False
         self._layers = 0
         self._writable: list[tuple[str, int]] = []
 
@@ -126,6 +127,12 @@ class _PodView:
         overlay = self.keep(new_mount("overlay", {
             "source": "skiff-pod", "lowerdir": f"/proc/self/fd/{lower}",
             "upperdir": f"{layer}/upper", "workdir": f"{layer}/work"}))
+        if not self._scratch_attached and directory != "/":
+            # Attached where the overlay then covers it: closing the only handle on a mount that is
+            # attached nowhere unmounts it, and every unmount waits for an RCU grace period, which
+            # a burst of new pods queued on. Attached, it goes with the namespace.
+            attach_mount(self._scratch, directory)
+            self._scratch_attached = True
         # The originals stay below the overlay, hidden: a volume's source opened on one of them
         # must still be in this namespace to be bound.
         attach_mount(overlay, directory)
