@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import functools
 import logging
 import os
@@ -104,17 +105,70 @@ def parse_log_record(line: bytes) -> LogRecord | None:
     return LogRecord(parts[0].decode(), parts[1].decode(), parts[2].split(b":")[0] == b"P", content)
 
 
-class LogWriter:
-    """Appends CRI records to a container's log file; one write(2) per record, so lines never mix."""
+def rotated_logs(path: str) -> list[str]:
+    """The rotated files of the container log at `path`, oldest first (their names sort by time)."""
+    directory, name = os.path.split(path)
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(os.path.join(directory, e) for e in entries if e.startswith(name + "."))
 
-    def __init__(self, path: str):
+
+# The kubelet's defaults (containerLogMaxSize, containerLogMaxFiles): a container's log file is
+# rotated once it would pass 10 MiB, and 5 files are kept, the one being written included.
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_MAX_FILES = 5
+
+
+class LogWriter:
+    """Appends CRI records to a container's log file; one write(2) per record, so lines never mix.
+
+    Rotates as the kubelet does: the full file is renamed to <file>.<UTC YYYYmmdd-HHMMSS> and a new
+    one started; the oldest rotated files go, so that a chatty container cannot fill the disk.
+    `kubectl logs` shows the current file, as on Kubernetes."""
+
+    def __init__(self, path: str, max_bytes: int = LOG_MAX_BYTES, max_files: int = LOG_MAX_FILES):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self.max_bytes = max_bytes
+        self.max_files = max(max_files, 2)
+        self.fd = self._open()
+        self.size = os.fstat(self.fd).st_size
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
     def write(self, stream: str, content: bytes, partial: bool = False) -> None:
-        head = f"{format_timestamp(time.time_ns())} {stream} {'P' if partial else 'F'} ".encode()
-        os.write(self.fd, head + content + b"\n")
+        record = f"{format_timestamp(time.time_ns())} {stream} {'P' if partial else 'F'} ".encode() + content + b"\n"
+        if self.size and self.size + len(record) > self.max_bytes:
+            self._rotate()
+        os.write(self.fd, record)
+        self.size += len(record)
+
+    def _rotated_name(self) -> str:
+        base = f"{self.path}.{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        taken = [p for p in rotated_logs(self.path) if p == base or p.startswith(base + ".")]
+        if not taken:
+            return base
+        # More than one rotation within a second: numbered after the last, so names sort in order.
+        last = max(taken)
+        return f"{base}.{(int(last.rsplit('.', 1)[1]) if last != base else 0) + 1:03d}"
+
+    def _rotate(self) -> None:
+        rotated = self._rotated_name()
+        try:
+            os.rename(self.path, rotated)
+            fd = self._open()
+        except OSError as exc:
+            log.warning("log %s not rotated (%s); it grows on", self.path, exc)
+            self.max_bytes *= 2  # not again for each line
+            return
+        os.close(self.fd)
+        self.fd, self.size = fd, 0
+        for old in rotated_logs(self.path)[:-(self.max_files - 1)]:
+            with contextlib.suppress(OSError):
+                os.unlink(old)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -192,6 +246,24 @@ def read_log(
     return out[:limit_bytes] if limit_bytes is not None else out
 
 
+def _read_rotated_after(path: str, inode: int) -> bytes:
+    """What the files rotated after the one with `inode` hold: a fast writer may rotate more than
+    once between two reads of a follower."""
+    later = rotated_logs(path)
+    for i, rotated in enumerate(later):
+        with contextlib.suppress(OSError):
+            if os.stat(rotated).st_ino == inode:
+                later = later[i + 1:]
+                break
+    else:
+        return b""  # ours was removed already: nothing to tell what came after it
+    data = b""
+    for rotated in later:
+        with contextlib.suppress(OSError), open(rotated, "rb") as f:
+            data += f.read()
+    return data
+
+
 async def follow_log(
     path: str,
     running: Callable[[], bool],
@@ -200,28 +272,49 @@ async def follow_log(
     since: datetime | None = None,
     poll_interval: float = 0.1,
 ) -> AsyncIterator[bytes]:
-    """`kubectl logs -f`: yields what read_log would, then new lines until `running()` is false."""
+    """`kubectl logs -f`: yields what read_log would, then new lines until `running()` is false,
+    across the log's rotations (each file is read to its end before the next one's start)."""
     cutoff = _since_ns(since)
-    offset = 0
+    start = 0
     if tail is not None and os.path.exists(path):
         with open(path, "rb") as f:
-            offset = _tail_start(f, tail)
-    while True:
-        alive = running()  # checked before reading, so lines written just before exit are not lost
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        records, used = _records(data)
-        offset += used
-        chunk = b"".join(_render(r, timestamps) for r in records if not cutoff or r.ns >= cutoff)
-        if chunk:
-            yield chunk
-        if not alive:
-            return
-        await asyncio.sleep(poll_interval)
+            start = _tail_start(f, tail)
+    current = None
+    pending = b""
+    try:
+        while True:
+            alive = running()  # checked before reading, so lines written just before exit are not lost
+            if current is None:
+                with contextlib.suppress(FileNotFoundError):
+                    current = open(path, "rb")
+                    current.seek(start)
+                    start = 0
+            data, rotated = b"", False
+            if current is not None:
+                data = current.read()
+                try:
+                    rotated = os.stat(path).st_ino != os.fstat(current.fileno()).st_ino
+                except FileNotFoundError:
+                    rotated = False  # removed with its pod: what is open stays readable
+                if rotated:
+                    data += current.read()  # written before the rename
+                    data += _read_rotated_after(path, os.fstat(current.fileno()).st_ino)
+                    current.close()
+                    current = None
+            data, pending = pending + data, b""
+            records, used = _records(data)
+            pending = data[used:]
+            chunk = b"".join(_render(r, timestamps) for r in records if not cutoff or r.ns >= cutoff)
+            if chunk:
+                yield chunk
+            if rotated:
+                continue  # the new file at once
+            if not alive:
+                return
+            await asyncio.sleep(poll_interval)
+    finally:
+        if current is not None:
+            current.close()
 
 
 async def _pump(reader: asyncio.StreamReader, stream: str, log: LogWriter) -> None:

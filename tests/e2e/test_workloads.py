@@ -162,6 +162,25 @@ def test_logs_exec_exit_code_and_port_forward(cluster):
         k("delete", "pod", "short-lived", "--now")
 
 
+def test_a_chatty_container_s_log_is_rotated_as_the_kubelet_rotates_it(cluster):
+    k = cluster.kubectl
+    # About 15 MiB of log records (91-byte lines), then quiet: past the kubelet's 10 MiB once.
+    k("run", "chatty", "--image=busybox", "--restart=Never", "--", "sh", "-c",
+      "yes \"$(printf '%090d' 0)\" | head -n 120000; echo done; sleep 3600")
+    try:
+        wait_for(lambda: k.run("logs", "chatty", "--tail=1", check=False).stdout.strip() == "done", 60, 0.5)
+        logs = sorted(cluster.home.glob("**/pods/default_chatty_*/chatty/0.log*"))
+        assert [p.name for p in logs][0] == "0.log" and len(logs) == 2, logs
+        assert re.fullmatch(r"0\.log\.\d{8}-\d{6}", logs[1].name), logs
+        assert all(p.stat().st_size <= 10 * 1024 * 1024 for p in logs)
+        # `kubectl logs` shows the current file, as on Kubernetes: the newest lines, whole.
+        shown = k("logs", "chatty").splitlines()
+        assert shown[-1] == "done" and 30000 < len(shown) < 120000
+        assert set(shown[:-1]) == {"0" * 90}
+    finally:
+        k("delete", "pod", "chatty", "--now")
+
+
 def test_scale_rollout_undo_and_replacement(cluster):
     k = cluster.kubectl
     _my_app(cluster)
