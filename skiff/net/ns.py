@@ -302,24 +302,17 @@ def _pin_root_lock() -> Iterator[None]:
         os.close(fd)
 
 
-def _mount_private_tmpfs(path: str, options: str) -> None:
-    mount("skiff-pins", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
-    mount(None, path, None, MS_PRIVATE)
-
-
 def ensure_pin_dir(node_netns: str) -> str:
     """The node's pin directory, mounted as a private tmpfs (a mount namespace can only be pinned
     on a mount that does not propagate; tmpfs also makes each pin's file cheap) inside the private
     tmpfs at /run/skiff. Idempotent."""
     path = pin_dir(node_netns)
     with _pin_root_lock():
-        os.makedirs(PIN_ROOT, mode=0o755, exist_ok=True)
-        if not os.path.ismount(PIN_ROOT):
-            _mount_private_tmpfs(PIN_ROOT, "mode=0755,size=1m")
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if not os.path.ismount(path):
-            _mount_private_tmpfs(path, "mode=0700,size=64m")
-        mount(None, path, None, MS_PRIVATE)
+        for directory, mode, size in ((PIN_ROOT, 0o755, "1m"), (path, 0o700, "64m")):
+            os.makedirs(directory, mode=mode, exist_ok=True)
+            if not os.path.ismount(directory):
+                mount("skiff-pins", directory, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode={mode:o},size={size}")
+            mount(None, directory, None, MS_PRIVATE)
     return path
 
 

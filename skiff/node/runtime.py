@@ -146,17 +146,14 @@ class LogWriter:
         os.write(self.fd, record)
         self.size += len(record)
 
-    def _rotated_name(self) -> str:
-        base = f"{self.path}.{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-        taken = [p for p in rotated_logs(self.path) if p == base or p.startswith(base + ".")]
-        if not taken:
-            return base
-        # More than one rotation within a second: numbered after the last, so names sort in order.
-        last = max(taken)
-        return f"{base}.{(int(last.rsplit('.', 1)[1]) if last != base else 0) + 1:03d}"
-
     def _rotate(self) -> None:
-        rotated = self._rotated_name()
+        existing = rotated_logs(self.path)
+        rotated = f"{self.path}.{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        same_second = [p for p in existing if p == rotated or p.startswith(rotated + ".")]
+        if same_second:
+            # More than one rotation within a second: numbered after the last, so names sort in order.
+            last = max(same_second)
+            rotated = f"{rotated}.{(int(last.rsplit('.', 1)[1]) if last != rotated else 0) + 1:03d}"
         try:
             os.rename(self.path, rotated)
             fd = self._open()
@@ -166,7 +163,7 @@ class LogWriter:
             return
         os.close(self.fd)
         self.fd, self.size = fd, 0
-        for old in rotated_logs(self.path)[:-(self.max_files - 1)]:
+        for old in sorted([*existing, rotated])[:-(self.max_files - 1)]:
             with contextlib.suppress(OSError):
                 os.unlink(old)
 
