@@ -620,6 +620,23 @@ MESSAGES: dict[str, str] = {
     ),
     "networking.v1.IngressStatus": "1 loadBalancer networking.v1.IngressLoadBalancerStatus o",
     "networking.v1.IngressTLS": "1 hosts string ro,2 secretName string o",
+    "networking.v1.IPBlock": "1 cidr string -,2 except string ro",
+    "networking.v1.NetworkPolicy": "1 metadata meta.v1.ObjectMeta o,2 spec networking.v1.NetworkPolicySpec o",
+    "networking.v1.NetworkPolicyEgressRule": (
+        "1 ports networking.v1.NetworkPolicyPort ro,2 to networking.v1.NetworkPolicyPeer ro"
+    ),
+    "networking.v1.NetworkPolicyIngressRule": (
+        "1 ports networking.v1.NetworkPolicyPort ro,2 from networking.v1.NetworkPolicyPeer ro"
+    ),
+    "networking.v1.NetworkPolicyPeer": (
+        "1 podSelector meta.v1.LabelSelector po,2 namespaceSelector meta.v1.LabelSelector po,"
+        "3 ipBlock networking.v1.IPBlock po"
+    ),
+    "networking.v1.NetworkPolicyPort": "1 protocol string po,2 port intstr.IntOrString po,3 endPort int32 po",
+    "networking.v1.NetworkPolicySpec": (
+        "1 podSelector meta.v1.LabelSelector -,2 ingress networking.v1.NetworkPolicyIngressRule ro,"
+        "3 egress networking.v1.NetworkPolicyEgressRule ro,4 policyTypes string ro"
+    ),
     "networking.v1.ServiceBackendPort": "1 name string o,2 number int32 o",
     "authorization.v1.SelfSubjectAccessReview": (
         "1 metadata meta.v1.ObjectMeta o,2 spec authorization.v1.SelfSubjectAccessReviewSpec -,"

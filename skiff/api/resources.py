@@ -82,6 +82,7 @@ RESOURCES: list[ResourceInfo] = [
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ["ing"], (), {"status": ""}, True),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
+    _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", True, ["netpol"]),
     _r("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     _r("events.k8s.io", "v1", "Event", "events", "event", True, ["ev"]),
     # Not stored: answered at once (`kubectl auth whoami`, token webhooks).

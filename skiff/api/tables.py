@@ -338,6 +338,15 @@ _COLUMNS: dict[tuple[str, str], list[dict]] = {
         _col("Ports", "Ports of TLS configurations that open"),
         _age(),
     ],
+    ("networking.k8s.io", "NetworkPolicy"): [
+        _name(),
+        _col("Pod-Selector", "podSelector selects the pods to which this NetworkPolicy object applies. The array of "
+             "ingress rules is applied to any pods selected by this field. Multiple network policies can select the "
+             "same set of pods. In this case, the ingress rules for each are combined additively. This field is NOT "
+             "optional and follows standard label selector semantics. An empty podSelector matches all pods in this "
+             "namespace."),
+        _age(),
+    ],
     ("networking.k8s.io", "IngressClass"): [
         _name(),
         _col("Controller", "Controller that is responsible for handling this class"),
@@ -736,6 +745,12 @@ def _ingress_cells(ing: dict, now: _dt.datetime) -> list:
             "80, 443" if spec.get("tls") else "80", _since(meta.get("creationTimestamp"), now)]
 
 
+def _network_policy_cells(np: dict, now: _dt.datetime) -> list:
+    meta = _meta(np)
+    return [meta.get("name", ""), _format_label_selector((np.get("spec") or {}).get("podSelector")),
+            _since(meta.get("creationTimestamp"), now)]
+
+
 def _ingress_class_cells(ic: dict, now: _dt.datetime) -> list:
     meta, spec = _meta(ic), ic.get("spec") or {}
     params = spec.get("parameters")
@@ -870,6 +885,7 @@ _ROWS: dict[tuple[str, str], Callable[[dict, _dt.datetime], list]] = {
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("networking.k8s.io", "IngressClass"): _ingress_class_cells,
+    ("networking.k8s.io", "NetworkPolicy"): _network_policy_cells,
     ("coordination.k8s.io", "Lease"): _simple(lambda o: (o.get("spec") or {}).get("holderIdentity") or ""),
 }
 

@@ -15,7 +15,7 @@ from skiff.api.validation import networking, service, workloads
 
 # Types whose strategy in kube-apiserver sets metadata.generation on create and bumps it on spec
 # changes. Services, Namespaces and Nodes have none: `get -o yaml` shows no generation for them.
-_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice", "Pod"}
+_GENERATION_KINDS = {"Deployment", "ReplicaSet", "Ingress", "IngressClass", "NetworkPolicy", "EndpointSlice", "Pod"}
 
 
 def name_validator(info: ResourceInfo) -> Callable[[str], list[str]]:
@@ -111,6 +111,8 @@ def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError
         errs += networking.validate_ingress(obj, old)
     elif kind == "IngressClass":
         errs += networking.validate_ingressclass(obj, old)
+    elif kind == "NetworkPolicy":
+        errs += networking.validate_network_policy(obj, old)
     elif kind == "EndpointSlice":
         errs += networking.validate_endpointslice(obj, old)
     elif info.group == "" and kind == "ConfigMap":

@@ -3,7 +3,8 @@
 `skiff up` starts `python -m skiff node-agent --state-dir D --node I` inside node I's network
 namespace. The agent registers its Node, renews its Lease, runs the pods bound to it
 (skiff.node.kubelet), serves logs/exec/port-forward on <node IP>:10250 (skiff.node.streaming) and
-programs Services into the node's nftables (skiff.node.proxyloop). Built-in images start through
+programs Services into the node's nftables (skiff.node.proxyloop) and enforces NetworkPolicies
+there (skiff.node.netpolloop). Built-in images start through
 a fork server the agent keeps running beside it (skiff.node.forkserver). SIGTERM stops every pod and
 removes its sandbox, then exits 0.
 """
@@ -19,6 +20,7 @@ import sys
 import time
 import uuid
 import warnings
+from collections.abc import Awaitable
 
 from skiff.api import meta
 from skiff.client.informer import Informer
@@ -235,20 +237,24 @@ class NodeAgent:
 
     def _start_proxy(self) -> None:
         try:
-            from skiff.node import proxyloop
+            from skiff.node import netpolloop, proxyloop
         except ImportError as e:
             log.warning("service proxy not available (%s)", e)
             return
 
-        async def guarded() -> None:
+        async def guarded(what: str, loop_run: Awaitable[None]) -> None:
             try:
-                await proxyloop.run(self.client, self.cfg, self.name, self.cfg.node_ip(self.index))
+                await loop_run
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("service proxy stopped")
+                log.exception("%s stopped", what)
 
-        self._tasks.append(asyncio.get_running_loop().create_task(guarded(), name="proxy"))
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(guarded("service proxy", proxyloop.run(
+            self.client, self.cfg, self.name, self.cfg.node_ip(self.index))), name="proxy"))
+        self._tasks.append(loop.create_task(guarded("network policy", netpolloop.run(self.client, self.name)),
+                                            name="network-policy"))
 
     async def shutdown(self) -> None:
         log.info("node %s stopping", self.name)

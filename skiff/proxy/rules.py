@@ -71,7 +71,8 @@ def _hash8(text: str) -> str:
     return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:8]
 
 
-def _chain_name(prefix: str, tail: str) -> str:
+def chain_name(prefix: str, tail: str) -> str:
+    """A readable chain name; the hash keeps names unique when the tail is cut to nft's limit."""
     name = f"{prefix}-{_hash8(prefix + tail)}-{tail}"
     return name[:MAX_CHAIN_NAME]
 
@@ -241,10 +242,10 @@ def _add_service_port(
     internal_eps = local_eps if itp_local else cluster_eps
     external_eps = local_eps if etp_local else cluster_eps
 
-    service_chain = _chain_name("service", tail)
-    local_chain = _chain_name("local", tail)
-    external_chain = _chain_name("external", tail)
-    firewall_chain = _chain_name("firewall", tail)
+    service_chain = chain_name("service", tail)
+    local_chain = chain_name("local", tail)
+    external_chain = chain_name("external", tail)
+    firewall_chain = chain_name("firewall", tail)
     internal_chain = local_chain if itp_local else service_chain
     uses_service_chain = bool(cluster_eps) and (not itp_local or externally_accessible)
     uses_local_chain = bool(local_eps) and (itp_local or etp_local)
@@ -266,11 +267,11 @@ def _add_service_port(
     affinity_sets: dict[tuple[str, int], str] = {}
     for ep in reachable:
         ep_tail = f"{tail}__{ep.ip}/{ep.port}"
-        chain = _chain_name("endpoint", ep_tail)
+        chain = chain_name("endpoint", ep_tail)
         ep_chains[(ep.ip, ep.port)] = chain
         rules = [f"ip saddr {ep.ip} jump mark-for-masquerade"]  # hairpin: a pod reaching itself
         if affinity:
-            aff = _chain_name("affinity", ep_tail)
+            aff = chain_name("affinity", ep_tail)
             affinity_sets[(ep.ip, ep.port)] = aff
             # dynamic+timeout: entries are added from the packet path and expire after the timeout.
             rs.add_set(NamedSet(aff, "ipv4_addr", flags=("dynamic", "timeout"), timeout=timeout))

@@ -1,4 +1,4 @@
-"""Ingress, EndpointSlice, ConfigMap and Secret validation (the common upstream checks).
+"""Ingress, NetworkPolicy, EndpointSlice, ConfigMap and Secret validation (the common upstream checks).
 
 Messages and paths follow KK `pkg/apis/networking/validation/validation.go`,
 `pkg/apis/discovery/validation/validation.go` and the ConfigMap/Secret parts of
@@ -16,7 +16,8 @@ from skiff.api.validation.meta import is_dns1035_label as dns1035_label_errors
 from skiff.api.validation.meta import is_dns1123_label as dns1123_label_errors
 from skiff.api.validation.meta import is_dns1123_subdomain as dns1123_subdomain_errors
 from skiff.api.validation.meta import max_len_error, regex_error
-from skiff.api.validation.service import invalid_go, parse_ip, port_name_errors, port_num_errors
+from skiff.api.validation.service import cidr_errors, invalid_go, parse_ip, port_name_errors, port_num_errors
+from skiff.api.validation.workloads import validate_label_selector
 
 PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]
 _INVALID_PATH_SEQUENCES = ["//", "/./", "/../", "%2f", "%2F"]
@@ -311,3 +312,88 @@ def validate_secret(secret: dict, old: dict | None = None) -> list[FieldError]:
     if old is not None and (old.get("type") or "Opaque") != stype:
         errs.append(invalid("type", stype, "field is immutable"))
     return errs + _validate_immutable_data(secret, old, ("data",))
+
+
+# ---- NetworkPolicy -------------------------------------------------------------------------
+
+NETWORK_POLICY_PROTOCOLS = ["TCP", "UDP", "SCTP"]
+POLICY_TYPES = ["Ingress", "Egress"]
+
+
+def _network_policy_port_errors(port: dict, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    protocol = port.get("protocol")
+    if protocol is not None and protocol not in NETWORK_POLICY_PROTOCOLS:
+        errs.append(not_supported(f"{path}.protocol", protocol, NETWORK_POLICY_PROTOCOLS))
+    value, end = port.get("port"), port.get("endPort")
+    if value is None:
+        if end is not None:
+            errs.append(invalid(f"{path}.endPort", end, "may not be specified when `port` is not specified"))
+    elif isinstance(value, int):
+        errs += [invalid(f"{path}.port", value, m) for m in port_num_errors(value)]
+        if end is not None:
+            if isinstance(end, int) and end < value:
+                errs.append(invalid(f"{path}.endPort", end, "must be greater than or equal to `port`"))
+            errs += [invalid(f"{path}.endPort", end, m) for m in port_num_errors(end)]
+    else:
+        if end is not None:
+            errs.append(invalid(f"{path}.endPort", end, "may not be specified when `port` is non-numeric"))
+        errs += [invalid(f"{path}.port", value, m) for m in port_name_errors(str(value))]
+    return errs
+
+
+def _ip_block_errors(block: dict, path: str) -> list[FieldError]:
+    cidr = block.get("cidr")
+    if not cidr:
+        return [required(f"{path}.cidr")]
+    errs = cidr_errors(cidr, f"{path}.cidr")
+    if errs:
+        return errs
+    net = ipaddress.ip_network(cidr, strict=False)
+    for i, text in enumerate(block.get("except") or []):
+        except_errs = cidr_errors(text, f"{path}.except[{i}]")
+        errs += except_errs
+        if except_errs:
+            continue
+        hole = ipaddress.ip_network(text, strict=False)
+        if hole.version != net.version or hole.network_address not in net or hole.prefixlen <= net.prefixlen:
+            errs.append(invalid(f"{path}.except[{i}]", text, "must be a strict subset of `cidr`"))
+    return errs
+
+
+def _network_policy_peer_errors(peer: dict, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    kinds = 0
+    for key in ("podSelector", "namespaceSelector"):
+        if isinstance(peer.get(key), dict):
+            kinds += 1
+            errs += validate_label_selector(peer[key], f"{path}.{key}")
+    if isinstance(peer.get("ipBlock"), dict):
+        kinds += 1
+        errs += _ip_block_errors(peer["ipBlock"], f"{path}.ipBlock")
+        if kinds > 1:
+            errs.append(forbidden(path, "may not specify both ipBlock and another peer"))
+    if kinds == 0:
+        errs.append(required(path, "must specify a peer"))
+    return errs
+
+
+def validate_network_policy(np: dict, old: dict | None = None) -> list[FieldError]:
+    """KK ValidateNetworkPolicySpec: ports, peers, ipBlocks and policyTypes."""
+    spec = _d(np.get("spec"))
+    errs = validate_label_selector(_d(spec.get("podSelector")), "spec.podSelector")
+    for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(_l(spec.get(direction))):
+            rule = _d(rule)
+            for j, port in enumerate(_l(rule.get("ports"))):
+                errs += _network_policy_port_errors(_d(port), f"spec.{direction}[{i}].ports[{j}]")
+            for j, peer in enumerate(_l(rule.get(peers_key))):
+                errs += _network_policy_peer_errors(_d(peer), f"spec.{direction}[{i}].{peers_key}[{j}]")
+    types = spec.get("policyTypes") or []
+    if len(types) > len(POLICY_TYPES):
+        errs.append(invalid("spec.policyTypes", types, "may not specify more than two policyTypes"))
+        return errs
+    for i, t in enumerate(types):
+        if t not in POLICY_TYPES:
+            errs.append(not_supported(f"spec.policyTypes[{i}]", t, POLICY_TYPES))
+    return errs

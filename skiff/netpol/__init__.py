@@ -1,0 +1,1 @@
+"""NetworkPolicy (networking.k8s.io/v1) enforced with nftables in each node's network namespace."""
