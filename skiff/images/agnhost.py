@@ -1,16 +1,22 @@
 """registry.k8s.io/e2e-test-images/agnhost: Kubernetes' own test image, one binary with
-subcommands. Implemented: `netexec`, `serve-hostname`, `liveness`, `pause`.
+subcommands. Implemented: `netexec`, `serve-hostname`, `liveness`, `pause`, `connect`.
 
 netexec: HTTP on `--http-port` (8080) with `/`, `/clientip`, `/dial`, `/echo`, `/exit`,
 `/healthz`, `/hostname`, `/hostName`, `/redirect`, `/shell`, `/shutdown`; UDP on `--udp-port`
 (8081, -1 disables) answering `hostname`, `echo <msg>` and `clientip`. `/upload` and SCTP are
 not implemented.
+
+connect: `connect <host>:<port> [--timeout=1s] [--protocol=tcp|udp|sctp] [--udp-data=hostname]`
+exits 0 once connected (TCP handshake, a UDP reply, an SCTP association), else 1 with a line on
+stderr whose first word says why: UNKNOWN, DNS, TIMEOUT, REFUSED or OTHER.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import sys
 import time
 
@@ -390,7 +396,231 @@ def pause(argv: list[str]) -> int | None:
     return 0
 
 
-SUBCOMMANDS = {"netexec": netexec, "serve-hostname": serve_hostname, "liveness": liveness, "pause": pause}
+# ---- connect -----------------------------------------------------------------------------------
+
+# Upstream exits 1 for every failure: e2e tests tell them apart by the first word on stderr.
+_CONNECT_FAILED = 1
+
+
+class _ConnectFailure(Exception):
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+
+
+def _errno_text(error: OSError) -> str:
+    # Go's syscall messages are libc's with a lower-case first letter ("connection refused").
+    text = os.strerror(error.errno) if error.errno else str(error)
+    return text[:1].lower() + text[1:]
+
+
+def _join_host_port(host: str, port: int | str) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def split_host_port(address: str) -> tuple[str, str]:
+    """Go's `net.SplitHostPort`: ("host", "port") or ValueError with Go's wording."""
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"address {address}: {why}")
+
+    colon = address.rfind(":")
+    if colon < 0:
+        raise bad("missing port in address")
+    after_open = after_close = 0
+    if address.startswith("["):
+        end = address.find("]")
+        if end < 0:
+            raise bad("missing ']' in address")
+        if end + 1 == len(address):
+            raise bad("missing port in address")
+        if end + 1 != colon:
+            raise bad("too many colons in address" if address[end + 1] == ":" else "missing port in address")
+        host = address[1:end]
+        after_open, after_close = 1, end + 1
+    else:
+        host = address[:colon]
+        if ":" in host:
+            raise bad("too many colons in address")
+    if "[" in address[after_open:]:
+        raise bad("unexpected '[' in address")
+    if "]" in address[after_close:]:
+        raise bad("unexpected ']' in address")
+    return host, address[colon + 1:]
+
+
+def _lookup_port(service: str, network: str) -> int:
+    digits = service[1:] if service.startswith(("+", "-")) else service
+    if not service:
+        return 0  # Go dials port 0 for "host:", and the kernel refuses it
+    if digits and all(c in "0123456789" for c in digits):
+        port = int(service)
+        if not 0 <= port <= 0xFFFF:
+            raise ValueError(f"address {service}: invalid port")
+        return port
+    try:
+        return socket.getservbyname(service, "udp" if network == "udp" else "tcp")
+    except OSError:
+        raise ValueError(f"lookup {network}/{service}: unknown port") from None
+
+
+def _resolve(address: str, network: str, kind: socket.SocketKind) -> list[tuple[int, tuple]]:
+    """(family, sockaddr) of each address `address` names, IPv4 first (Go's preference)."""
+    host, service = split_host_port(address)
+    port = _lookup_port(service, network)
+    try:
+        # No host means this machine, as in Go; getaddrinfo gives loopback for None.
+        infos = socket.getaddrinfo(host or None, port, type=kind)
+    except socket.gaierror as e:
+        if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            raise ValueError(f"lookup {host}: no such host") from None
+        raise ValueError(f"lookup {host}: {e.strerror[:1].lower() + e.strerror[1:]}") from None
+    found: dict[tuple, int] = {}
+    for family, _, _, _, sockaddr in sorted(infos, key=lambda info: info[0] != socket.AF_INET):
+        found.setdefault(sockaddr, family)
+    return [(family, sockaddr) for sockaddr, family in found.items()]
+
+
+def _connect_tcp(address: str, timeout: float) -> None:
+    # Upstream checks the syntax on its own first, so that a typo is UNKNOWN rather than DNS.
+    try:
+        split_host_port(address)
+    except ValueError as e:
+        raise _ConnectFailure("UNKNOWN", str(e)) from None
+    try:
+        targets = _resolve(address, "tcp", socket.SOCK_STREAM)
+    except ValueError as e:
+        raise _ConnectFailure("DNS", str(e)) from None
+    # Go's DialTimeout: 0 waits as long as the kernel does; a negative one has already expired.
+    deadline = time.monotonic() + timeout if timeout else None
+    first: _ConnectFailure | None = None
+    for family, sockaddr in targets:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise first or _ConnectFailure("TIMEOUT")
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(remaining)
+            try:
+                s.connect(sockaddr)
+                return
+            except TimeoutError:
+                failure = _ConnectFailure("TIMEOUT")
+            except ConnectionRefusedError:
+                failure = _ConnectFailure("REFUSED")
+            except OSError as e:
+                failure = _ConnectFailure(
+                    "OTHER", f"dial tcp {_join_host_port(sockaddr[0], sockaddr[1])}: connect: {_errno_text(e)}")
+        # Go reports the first address's error when every address fails.
+        first = first or failure
+    raise first or _ConnectFailure("OTHER", f"dial tcp {address}: no suitable address found")
+
+
+def _connect_udp(address: str, timeout: float, data: str) -> None:
+    try:
+        family, sockaddr = _resolve(address, "udp", socket.SOCK_DGRAM)[0]
+    except ValueError as e:
+        raise _ConnectFailure("DNS", str(e)) from None
+    remote = _join_host_port(sockaddr[0], sockaddr[1])
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(sockaddr)
+        except OSError as e:
+            raise _ConnectFailure("OTHER", f"dial udp {remote}: connect: {_errno_text(e)}") from None
+        local = _join_host_port(*s.getsockname()[:2])
+        # Unlike TCP, only a positive timeout sets a deadline upstream: 0 or less waits for good.
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+
+        def failed(op: str, error: OSError | None) -> _ConnectFailure:
+            where = f"{op} udp {local}->{remote}"
+            if error is None:
+                return _ConnectFailure("TIMEOUT", f"{where}: i/o timeout")
+            kind = "REFUSED" if isinstance(error, ConnectionRefusedError) else "UNKNOWN"
+            return _ConnectFailure(kind, f"{where}: {op}: {_errno_text(error)}")
+
+        def arm(op: str) -> None:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise failed(op, None)
+                s.settimeout(remaining)
+
+        try:
+            arm("write")
+            s.send((data + "\n").encode())
+        except TimeoutError:
+            raise failed("write", None) from None
+        except OSError as e:
+            raise failed("write", e) from None
+        try:
+            arm("read")
+            reply = s.recv(1024)
+        except TimeoutError:
+            raise failed("read", None) from None
+        except OSError as e:
+            raise failed("read", e) from None
+    if not reply:
+        raise _ConnectFailure("OTHER", "No data received from the server. "
+                                       "Cannot guarantee the server received the request.")
+
+
+def _connect_sctp(address: str, timeout: float) -> None:
+    try:
+        family, sockaddr = _resolve(address, "sctp", socket.SOCK_STREAM)[0]
+    except ValueError as e:
+        raise _ConnectFailure("DNS", str(e)) from None
+    try:
+        # Fails with "protocol not supported" where the kernel has no SCTP, as upstream's would.
+        s = socket.socket(family, socket.SOCK_STREAM, getattr(socket, "IPPROTO_SCTP", 132))
+    except OSError as e:
+        raise _ConnectFailure("OTHER", _errno_text(e)) from None
+    with s:
+        if timeout < 0:
+            raise _ConnectFailure("TIMEOUT")
+        s.settimeout(timeout or None)
+        try:
+            s.connect(sockaddr)
+        except TimeoutError:
+            raise _ConnectFailure("TIMEOUT") from None
+        except OSError as e:
+            # Upstream has no REFUSED for SCTP: every error of the association is OTHER.
+            raise _ConnectFailure("OTHER", _errno_text(e)) from None
+
+
+def _duration_flag(name: str, text: str) -> float:
+    """A pflag Duration value in seconds: Go's `time.ParseDuration`, sign and bare "0" included."""
+    from skiff.images.whoami import parse_go_duration
+
+    body = text[1:] if text.startswith(("+", "-")) else text
+    seconds = 0.0 if body == "0" else parse_go_duration(body) if body else None
+    if seconds is None:
+        raise golike.FlagError(f'invalid argument "{text}" for "--{name}" flag: time: invalid duration "{text}"')
+    return -seconds if text.startswith("-") else seconds
+
+
+def connect(argv: list[str]) -> int:
+    """Try one TCP, UDP or SCTP connection to `host:port`: 0 when it works, else 1 with a reason."""
+    flags, rest = golike.parse_flags(argv, {"timeout": "0s", "protocol": "tcp", "udp-data": "hostname"})
+    timeout = _duration_flag("timeout", str(flags["timeout"]))
+    if len(rest) != 1:
+        raise golike.FlagError(f"accepts 1 arg(s), received {len(rest)}")
+    address, protocol = rest[0], str(flags["protocol"])
+    try:
+        if protocol in ("", "tcp"):
+            _connect_tcp(address, timeout)
+        elif protocol == "udp":
+            _connect_udp(address, timeout, str(flags["udp-data"]))
+        elif protocol == "sctp":
+            _connect_sctp(address, timeout)
+        else:
+            print(f"Unsupported protocol\n{protocol}", file=sys.stderr)
+            return _CONNECT_FAILED
+    except _ConnectFailure as failure:
+        print(failure, file=sys.stderr)
+        return _CONNECT_FAILED
+    return 0
+
+
+SUBCOMMANDS = {"netexec": netexec, "serve-hostname": serve_hostname, "liveness": liveness, "pause": pause,
+               "connect": connect}
 
 
 def main(argv: list[str]) -> None:

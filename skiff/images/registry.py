@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from skiff.images import generic, usermap
@@ -20,7 +21,7 @@ from skiff.images.catalog import BUILTIN, IMAGE_PATH, ImageSpec
 from skiff.images.reference import InvalidImageName, Reference, parse
 
 __all__ = ["ImageNotFound", "InvalidImageName", "NoCommandSpecified", "ResolvedImage",
-           "available_images", "canonical_reference", "effective_command", "resolve"]
+           "available_images", "builtin_program", "canonical_reference", "effective_command", "resolve"]
 
 # The directory holding the `skiff` package, so built-ins start even from a pod's working directory
 # when Skiff runs from a source checkout rather than an installed package.
@@ -107,12 +108,33 @@ def resolve(image: str, command: list[str] | None, args: list[str] | None) -> Re
     argv = _unwrap(spec, argv)
     if not argv:
         raise NoCommandSpecified(image)
-    env = {"PATH": IMAGE_PATH, **spec.env}
+    builtin = _as_builtin(spec, image, argv)
+    if builtin is not None:
+        return builtin
+    return ResolvedImage(generic.host_argv(argv), {"PATH": IMAGE_PATH, **spec.env}, spec.name)
+
+
+def builtin_program(image: str, argv: Sequence[str]) -> ResolvedImage | None:
+    """What resolve() runs for the command `argv` when its program is one of `image`'s own
+    (`/agnhost connect ...`): Skiff's stand-in, with the image's environment. None for any other
+    program, and for an image that is unknown or cannot be looked up.
+
+    For commands run in an already started container (`kubectl exec`, exec probes and hooks),
+    where the image's programs exist only as built-ins; whether the host has a program of that
+    name is for the caller to weigh."""
+    try:
+        spec = _find(parse(image))
+    except (InvalidImageName, usermap.ImageMapError):
+        # The container started, so its image resolved then; an exec must not fail on a lookup
+        # that breaks later (an edited $SKIFF_IMAGE_MAP), only go without the built-in.
+        return None
+    return _as_builtin(spec, image, list(argv)) if spec is not None and argv else None
+
+
+def _as_builtin(spec: ImageSpec, image: str, argv: list[str]) -> ResolvedImage | None:
     module = spec.programs.get(os.path.basename(argv[0]))
-    if module is not None:
-        # The image's own program: run Skiff's stand-in, telling it which image (and so which
-        # version) it is playing.
-        env["SKIFF_IMAGE"] = image
-        env["PYTHONPATH"] = _SOURCE_ROOT
-        return ResolvedImage([sys.executable, "-m", *module, *argv[1:]], env, spec.name)
-    return ResolvedImage(generic.host_argv(argv), env, spec.name)
+    if module is None:
+        return None
+    # Skiff's stand-in for the image's own program, told which image (and so which version) it is playing.
+    env = {"PATH": IMAGE_PATH, **spec.env, "SKIFF_IMAGE": image, "PYTHONPATH": _SOURCE_ROOT}
+    return ResolvedImage([sys.executable, "-m", *module, *argv[1:]], env, spec.name)

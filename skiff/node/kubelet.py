@@ -439,6 +439,7 @@ class PodWorker:
         self.procs: dict[str, ContainerProcess] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.creds: dict[str, securitycontext.Credentials | None] = {}  # who each container runs as
+        self.images: dict[str, str] = {}  # the image each container's current run was started from
         self.instances: dict[str, int] = {}  # container -> restart count of its newest log file
         self.probe_workers: dict[str, list[probes.ProbeWorker]] = {}
         self.backoffs: dict[str, Backoff] = {}
@@ -618,10 +619,11 @@ class PodWorker:
     def _exec_fn(self, name: str):
         """How hooks and probes run a command in container `name`."""
         sb, env, creds = self.sandbox, self.envs.get(name, {}), self.creds.get(name)
+        image = self.images.get(name)
 
         async def run_exec(argv, timeout: float):
             assert sb is not None
-            return await exec_in_container(sb, list(argv), env, timeout=timeout, creds=creds)
+            return await exec_in_container(sb, list(argv), env, timeout=timeout, creds=creds, image=image)
         return run_exec
 
     async def _kill(self, name: str, grace: float, message: str) -> None:
@@ -912,6 +914,7 @@ class PodWorker:
             full_env["SKIFF_STATE_DIR"] = str(self.k.state_dir)
         self.envs[rec.name] = full_env
         self.creds[rec.name] = creds
+        self.images[rec.name] = c.get("image", "")
         instance = rec.restart_count
         path = self.log_path(rec.name, instance)
         rec.container_id = secrets.token_hex(32)
@@ -1403,6 +1406,11 @@ class PodResolver:
         """Who `kubectl exec` runs as in the container: its own user and groups."""
         w = self._worker(namespace, pod)
         return w.creds.get(container) if w is not None else None
+
+    def container_image(self, namespace: str, pod: str, container: str) -> str | None:
+        """The image `kubectl exec` finds the container's own programs in (`/agnhost`)."""
+        w = self._worker(namespace, pod)
+        return w.images.get(container) if w is not None else None
 
     def pod_ip(self, namespace: str, pod: str) -> str | None:
         w = self._worker(namespace, pod)

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from datetime import datetime
 
+from skiff.images.registry import builtin_program
 from skiff.node import forkserver
 from skiff.node.sandbox import Sandbox
 from skiff.node.securitycontext import Credentials, setpriv_argv
@@ -373,6 +374,21 @@ def container_env(sandbox: Sandbox, env: Mapping[str, str] | None) -> dict[str, 
     return result
 
 
+def exec_argv(image: str | None, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run `argv`, a command exec'd in a running container of `image`
+    (kubectl exec, exec probes and hooks), given the container's environment `env`.
+
+    An image's own programs (`/agnhost`, `nginx`) exist here only as built-ins, so one that is not
+    on the PATH runs as resolve() would run it as the container's command, the image's environment
+    under the container's. Only when not on the PATH: an image may name its program like one the
+    host has (the bootcamp image's `node`), and an exec of that means the real one."""
+    if image and argv and shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) is None:
+        builtin = builtin_program(image, argv)
+        if builtin is not None:
+            return builtin.argv, {**builtin.env, **env}
+    return list(argv), dict(env)
+
+
 # Looks up a working directory ($1) and a program ($2, on the PATH $3) in the pod's mount namespace,
 # as exec would: exit 0 when both are there, 3 without the directory, 4 without the program.
 _LOOKUP_IN_POD = """
@@ -618,13 +634,15 @@ async def exec_in_container(
     working_dir: str | None = None,
     timeout: float | None = None,
     creds: Credentials | None = None,
+    image: str | None = None,
 ) -> ExecResult:
-    """Run a command in the sandbox and collect its output (exec probes, non-interactive exec).
+    """Run a command in the sandbox and collect its output (exec probes, non-interactive exec);
+    `image`, the container's, lets the command be one of its programs (see exec_argv).
 
-    For interactive `kubectl exec`, spawn nsenter_argv(...) with container_env(...) yourself and
+    For interactive `kubectl exec`, spawn nsenter_argv(...) with exec_argv(container_env(...)) yourself and
     stream its pipes. On timeout the command's process group is killed and TimeoutError raised.
     """
-    full_env = container_env(sandbox, env)
+    argv, full_env = exec_argv(image, argv, container_env(sandbox, env))
     try:
         await _check_runnable(sandbox, argv, full_env, working_dir)
     except ContainerStartError as exc:

@@ -139,17 +139,21 @@ async def serve_exec(
     stderr: bool,
     tty: bool,
     creds: Credentials | None = None,
+    image: str | None = None,
 ) -> int | None:
     """Run `argv` in the sandbox, as `creds` (the container's user; None: root), for a prepared
-    WebSocket; returns the exit code (None: not started)."""
+    WebSocket; returns the exit code (None: not started). `image`, the container's, lets `argv`
+    be one of its programs (runtime.exec_argv)."""
     sender = _Sender(ws)
     full_env = runtime.container_env(sandbox, env) if sandbox is not None else dict(env or {})
-    problem = exec_start_error(sandbox, argv, full_env)
+    # Statuses keep naming `argv`: it is the command the user asked for, built-in or not.
+    run_argv, full_env = runtime.exec_argv(image, argv, full_env)
+    problem = exec_start_error(sandbox, run_argv, full_env)
     if problem is not None:
         await _finish(sender, protocol, execproto.internal_error_status(problem))
         return None
     assert sandbox is not None
-    cmd = runtime.nsenter_argv(sandbox, argv, creds=creds)
+    cmd = runtime.nsenter_argv(sandbox, run_argv, creds=creds)
     pty: _Pty | None = None
     first: aiohttp.WSMessage | None = None
     try:

@@ -314,6 +314,42 @@ spec:
         k("delete", "pod", "probed", "--grace-period=0", "--force", check=False)
 
 
+def test_exec_runs_the_image_s_own_program(cluster):
+    # Upstream e2e tests `kubectl exec ... -- /agnhost connect ...`; here /agnhost is a built-in.
+    # The readiness probe takes the same way (an exec probe of the image's program).
+    k = cluster.kubectl
+    manifest = """
+apiVersion: v1
+kind: Pod
+metadata: {name: own-program}
+spec:
+  containers:
+  - name: app
+    image: registry.k8s.io/e2e-test-images/agnhost:2.53
+    args: ["netexec", "--http-port=8080"]
+    readinessProbe:
+      exec: {command: ["/agnhost", "connect", "127.0.0.1:8080", "--timeout=1s"]}
+      periodSeconds: 1
+"""
+    k("apply", "-f", "-", input=manifest)
+    try:
+        pod = wait_for(lambda: (lambda p: p if is_ready(p) else None)(
+            json.loads(k("get", "pod", "own-program", "-o", "json"))), 15)
+        ip = pod["status"]["podIP"]
+        r = k.run("exec", "own-program", "--", "/agnhost", "connect", f"{ip}:8080", "--timeout=1s", check=False)
+        assert r.returncode == 0, r.stderr
+        r = k.run("exec", "own-program", "--", "/agnhost", "connect", f"{ip}:8081", "--timeout=1s", check=False)
+        assert r.returncode == 1 and "REFUSED" in r.stderr, r.stderr
+        # A program neither on the PATH nor the image's fails as it always did.
+        r = k.run("exec", "own-program", "--", "/no-such-program", check=False)
+        assert r.returncode != 0
+        assert ('error executing command in container: failed to exec in container: OCI runtime exec failed: '
+                'exec failed: unable to start container process: exec: "/no-such-program": '
+                "stat /no-such-program: no such file or directory: unknown") in r.stderr, r.stderr
+    finally:
+        k("delete", "pod", "own-program", "--grace-period=0", "--force", check=False)
+
+
 def test_unknown_image_fails_like_kubernetes(cluster):
     k = cluster.kubectl
     k("run", "nosuch", "--image=example.invalid/nosuch:1")

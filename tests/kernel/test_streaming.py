@@ -88,6 +88,9 @@ class Resolver:
     def container_credentials(self, namespace, pod, container):
         return None  # root, as a container without a securityContext
 
+    def container_image(self, namespace, pod, container):
+        return None  # no image: commands run as the host has them
+
     def pod_ip(self, namespace, pod):
         p = self._pod(namespace, pod)
         return p.sandbox.ip if p else None

@@ -124,6 +124,44 @@ def test_effective_command_rules() -> None:
     assert ec(["/ep"], ["cmd"], ["/c"], ["a"]) == ["/c", "a"]
 
 
+def test_builtin_program_runs_an_image_s_own_program_as_resolve_does() -> None:
+    agnhost = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+    exec_ = registry.builtin_program(agnhost, ["/agnhost", "connect", "10.0.0.1:80", "--timeout=1s"])
+    assert exec_ is not None and exec_.argv == builtin("agnhost", "connect", "10.0.0.1:80", "--timeout=1s")
+    # one mapping for both: what a container's command gets, an exec of the same command gets
+    assert exec_ == registry.resolve(agnhost, ["/agnhost", "connect", "10.0.0.1:80", "--timeout=1s"], None)
+    assert exec_.env["SKIFF_IMAGE"] == agnhost and exec_.env["PYTHONPATH"] and exec_.name == "agnhost"
+    assert registry.builtin_program("nginx:1.25", ["nginx", "-s", "reload"]).argv == builtin("nginx", "-s", "reload")
+    bootcamp = registry.builtin_program("gcr.io/google-samples/kubernetes-bootcamp:v1", ["node", "server.js"])
+    assert bootcamp is not None and bootcamp.argv == builtin("kubernetes-bootcamp", "server.js")
+    # anything else is not the image's: a host program, an unknown or invalid image, no command
+    assert registry.builtin_program(agnhost, ["sh", "-c", "true"]) is None
+    assert registry.builtin_program("busybox", ["agnhost"]) is None
+    assert registry.builtin_program("example.invalid/nothing:1", ["/agnhost"]) is None
+    assert registry.builtin_program("Not/Valid", ["/agnhost"]) is None
+    assert registry.builtin_program(agnhost, []) is None
+
+
+def test_exec_uses_the_built_in_only_for_a_program_not_on_the_path(tmp_path) -> None:
+    from skiff.node.runtime import exec_argv
+
+    bootcamp = "gcr.io/google-samples/kubernetes-bootcamp:v1"
+    empty, with_node = tmp_path / "empty", tmp_path / "bin"
+    empty.mkdir()
+    with_node.mkdir()
+    (with_node / "node").write_text("#!/bin/sh\n")
+    (with_node / "node").chmod(0o755)
+    argv, env = exec_argv(bootcamp, ["node", "-v"], {"PATH": str(empty), "MODE": "x"})
+    assert argv == builtin("kubernetes-bootcamp", "-v")
+    # the container's environment stays on top of the image's, as for the container's own command
+    assert env["PATH"] == str(empty) and env["MODE"] == "x" and env["SKIFF_IMAGE"] == bootcamp
+    # a host that has `node` runs it: an exec of `node` there means the real one
+    assert exec_argv(bootcamp, ["node", "-v"], {"PATH": str(with_node)}) == (["node", "-v"], {"PATH": str(with_node)})
+    # no image known, or a missing program the image does not have: unchanged, to fail as before
+    assert exec_argv(None, ["/agnhost"], {"PATH": str(empty)}) == (["/agnhost"], {"PATH": str(empty)})
+    assert exec_argv(bootcamp, ["/agnhost"], {"PATH": str(empty)}) == (["/agnhost"], {"PATH": str(empty)})
+
+
 def test_unknown_image_lists_available() -> None:
     with pytest.raises(registry.ImageNotFound) as info:
         registry.resolve("example.com/team/app:1.0", None, None)
@@ -444,3 +482,88 @@ def test_generic_image_runs_host_command() -> None:
     resolved = registry.resolve("python:3.12-slim", None, ["python", "-c", "print('py')"])
     done = subprocess.run(resolved.argv, env=resolved.env, capture_output=True, text=True, timeout=10)
     assert done.stdout == "py\n"
+
+
+# ---- agnhost connect ---------------------------------------------------------------------------
+
+
+def agnhost_connect(*args: str) -> tuple[int, str, float]:
+    """Run `/agnhost connect <args>` as a pod would: (exit code, stderr, seconds it took)."""
+    resolved = registry.resolve("registry.k8s.io/e2e-test-images/agnhost:2.53", None, ["connect", *args])
+    started = time.monotonic()
+    done = subprocess.run(resolved.argv, env={**os.environ, **resolved.env}, capture_output=True, text=True,
+                          timeout=10)
+    return done.returncode, done.stderr, time.monotonic() - started
+
+
+def test_agnhost_connect_tcp() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert agnhost_connect(f"127.0.0.1:{port}", "--timeout=1s")[:2] == (0, "")
+    # The listener is closed: the kernel refuses at once, and upstream prints only the word.
+    code, err, took = agnhost_connect(f"127.0.0.1:{port}", "--timeout=1s")
+    assert (code, err) == (1, "REFUSED\n") and took < 1.0
+
+
+def test_agnhost_connect_udp_needs_a_reply() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server_sock:
+        server_sock.bind(("127.0.0.1", 0))
+        server_sock.settimeout(5)
+        port = server_sock.getsockname()[1]
+        resolved = registry.resolve("registry.k8s.io/e2e-test-images/agnhost:2.53", None,
+                                    ["connect", f"127.0.0.1:{port}", "--protocol=udp", "--timeout=1s"])
+        client = subprocess.Popen(resolved.argv, env={**os.environ, **resolved.env}, stderr=subprocess.PIPE,
+                                  text=True)
+        data, peer = server_sock.recvfrom(100)
+        assert data == b"hostname\n"  # what netexec's and serve-hostname's UDP servers answer
+        server_sock.sendto(b"pod", peer)
+        assert client.wait(timeout=5) == 0 and client.stderr is not None and client.stderr.read() == ""
+
+        # Bound but silent: only the deadline ends the wait.
+        code, err, took = agnhost_connect(f"127.0.0.1:{port}", "--protocol=udp", "--timeout=500ms")
+    assert code == 1 and took >= 0.5 and took < 1.5
+    assert re.fullmatch(rf"TIMEOUT: read udp 127\.0\.0\.1:\d+->127\.0\.0\.1:{port}: i/o timeout\n", err)
+
+
+def test_agnhost_connect_udp_refused() -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    code, err, took = agnhost_connect(f"127.0.0.1:{port}", "--protocol=udp", "--timeout=1s")
+    assert code == 1 and took < 1.0
+    assert re.fullmatch(rf"REFUSED: read udp 127\.0\.0\.1:\d+->127\.0\.0\.1:{port}: read: connection refused\n", err)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "Error: accepts 1 arg(s), received 0\n"),
+    (["127.0.0.1:1", "127.0.0.1:2"], "Error: accepts 1 arg(s), received 2\n"),
+    (["--timeout=soon", "127.0.0.1:1"],
+     'Error: invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"\n'),
+    (["--nope", "127.0.0.1:1"], "Error: flag provided but not defined: --nope\n"),
+    (["127.0.0.1"], "UNKNOWN: address 127.0.0.1: missing port in address\n"),
+    (["127.0.0.1:99999"], "DNS: address 99999: invalid port\n"),
+    (["--protocol=icmp", "127.0.0.1:1"], "Unsupported protocol\nicmp\n"),
+])
+def test_agnhost_connect_usage_errors(args: list[str], message: str) -> None:
+    assert agnhost_connect(*args)[:2] == (1, message)
+
+
+def test_go_split_host_port() -> None:
+    from skiff.images.agnhost import split_host_port
+
+    assert split_host_port("127.0.0.1:80") == ("127.0.0.1", "80")
+    assert split_host_port("[::1]:80") == ("::1", "80")
+    assert split_host_port(":80") == ("", "80")
+    for bad, why in [("::1:80", "too many colons"), ("[::1]", "missing port"), ("[::1:80", "missing ']'"),
+                     ("a]:80", "unexpected ']'")]:
+        with pytest.raises(ValueError, match=why):
+            split_host_port(bad)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/sctp"), reason="the kernel has no SCTP loaded")
+def test_agnhost_connect_sctp() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert agnhost_connect(f"127.0.0.1:{port}", "--protocol=sctp", "--timeout=1s")[:2] == (0, "")
