@@ -282,7 +282,11 @@ def desired_ruleset(policies: Iterable[dict], pods: Iterable[PodInfo],
                         rules += _ingress_rules(rule or {}, pod, ns, all_pods, namespaces, comment)
                     else:
                         rules += _egress_rules(rule or {}, ns, all_pods, namespaces, comment)
-            rules = list(dict.fromkeys(rules))  # a named and a numbered port can give the same rule
+            # A named and a numbered port, or two policies, can give the same match: keep the first.
+            first: dict[str, str] = {}
+            for r in rules:
+                first.setdefault(r.split(' comment "')[0], r)
+            rules = list(first.values())
             rules.append(f'drop comment "{pod_key}: isolated for {direction.lower()}"')
             chain = chain_name(prefix, pod_key.replace("/", "-"))
             rs.add_chain(chain, rules)

@@ -11,6 +11,7 @@ from skiff.api.validation.networking import (
     validate_endpointslice,
     validate_ingress,
     validate_ingressclass,
+    validate_network_policy,
 )
 from skiff.api.validation.service import (
     drop_type_dependent_fields,
@@ -453,3 +454,46 @@ def test_ingressclass_controller():
     assert msgs(validate_ingressclass(ic(""))) == ["spec.controller: Required value"]
     assert msgs(validate_ingressclass(ic("k8s.io/other"), ic("k8s.io/ingress-nginx"))) == [
         'spec.controller: Invalid value: "k8s.io/other": field is immutable']
+
+
+# ---- NetworkPolicy ---------------------------------------------------------------------------
+
+
+def netpol(**spec) -> dict:
+    np = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+          "metadata": {"name": "p", "namespace": "default"}, "spec": {"podSelector": {}, **spec}}
+    apply_defaults(np)
+    return np
+
+
+def test_network_policy_valid_and_defaulted():
+    np = netpol(egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                         "ports": [{"port": 53}, {"port": 8000, "endPort": 9000}, {"port": "http"}]}])
+    assert validate_network_policy(np) == []
+    assert np["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert np["spec"]["egress"][0]["ports"][0]["protocol"] == "TCP"
+
+
+def test_network_policy_errors_in_kubernetes_words():
+    np = netpol(ingress=[{"from": [{}, {"ipBlock": {"cidr": "10.0.0.0/8"}, "namespaceSelector": {}},
+                                   {"ipBlock": {"cidr": "10.0.0/8", "except": ["10.1.0.0/16"]}},
+                                   {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.0.0.0/8", "10.1.0.0/24"]}}],
+                          "ports": [{"protocol": "ICMP"}, {"port": 0}, {"port": 90, "endPort": 80},
+                                    {"port": "web", "endPort": 90}, {"endPort": 90}, {"port": "no_such"}]}],
+                policyTypes=["Ingress", "Sideways"])
+    assert msgs(validate_network_policy(np)) == [
+        'spec.ingress[0].ports[0].protocol: Unsupported value: "ICMP": supported values: "TCP", "UDP", "SCTP"',
+        "spec.ingress[0].ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
+        "spec.ingress[0].ports[2].endPort: Invalid value: 80: must be greater than or equal to `port`",
+        "spec.ingress[0].ports[3].endPort: Invalid value: 90: may not be specified when `port` is non-numeric",
+        "spec.ingress[0].ports[4].endPort: Invalid value: 90: may not be specified when `port` is not specified",
+        'spec.ingress[0].ports[5].port: Invalid value: "no_such": must contain only alpha-numeric characters '
+        "(a-z, 0-9), and hyphens (-)",
+        "spec.ingress[0].from[0]: Required value: must specify a peer",
+        "spec.ingress[0].from[1]: Forbidden: may not specify both ipBlock and another peer",
+        'spec.ingress[0].from[2].ipBlock.cidr: Invalid value: "10.0.0/8": must be a valid CIDR value, '
+        "(e.g. 10.9.8.0/24 or 2001:db8::/64)",
+        'spec.ingress[0].from[3].ipBlock.except[0]: Invalid value: "10.0.0.0/8": must be a strict subset of `cidr`',
+        'spec.ingress[0].from[3].ipBlock.except[1]: Invalid value: "10.1.0.0/24": must be a strict subset of `cidr`',
+        'spec.policyTypes[1]: Unsupported value: "Sideways": supported values: "Ingress", "Egress"',
+    ]
