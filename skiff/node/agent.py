@@ -253,8 +253,9 @@ class NodeAgent:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(guarded("service proxy", proxyloop.run(
             self.client, self.cfg, self.name, self.cfg.node_ip(self.index))), name="proxy"))
-        self._tasks.append(loop.create_task(guarded("network policy", netpolloop.run(self.client, self.name)),
-                                            name="network-policy"))
+        policies = netpolloop.NetworkPolicyLoop(self.client, self.name)
+        self.kubelet.admit_pod_network = policies.admit
+        self._tasks.append(loop.create_task(guarded("network policy", policies.run()), name="network-policy"))
 
     async def shutdown(self) -> None:
         log.info("node %s stopping", self.name)

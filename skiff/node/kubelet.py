@@ -720,6 +720,8 @@ class PodWorker:
             self.k.node_netns, self.uid, self.name, self.namespace, ip, self.k.gateway, resolv, hosts, hostname,
             fork_server=runtime.fork_server(), mounts=mounts))
         self.view.pod_ip = ip
+        if self.k.admit_pod_network is not None:
+            await self.k.admit_pod_network(self.pod, ip)
         self.view.sandbox_ready = True
         if self.volumes is not None:
             self.volumes.start_keeping()
@@ -1197,6 +1199,9 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}  # by pod UID
         self.by_name: dict[tuple[str, str], PodWorker] = {}
         self.shutting_down = False
+        # The node's NetworkPolicy enforcer (set by the agent): awaited with each new pod's IP
+        # before its containers start, so that a policy selecting it holds from the first packet.
+        self.admit_pod_network: Callable[[dict, str], Awaitable[None]] | None = None
         self.shutdown_grace = 0.5  # the agent stops only for `skiff down`: the whole cluster is going away
         try:
             self.host_resolv: str | None = Path("/etc/resolv.conf").read_text()

@@ -3,6 +3,11 @@
 Pods and namespaces are watched only while some NetworkPolicy exists: a cluster without policies
 (most of them) pays nothing for this, neither watch traffic in a pod burst nor a netfilter hook
 on the data path. Changes are coalesced briefly, so that a rollout costs one transaction.
+
+A pod of this node is judged from before its containers start: the kubelet hands over the pod
+and its new IP (admit) and waits until the table holds them, as a CNI plugin that enforces
+policy finishes its ADD before the runtime starts containers. Otherwise a new pod would be
+unprotected until its status, with the IP, came back through the API server.
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from skiff.proxy.nft import NftApplier
 log = logging.getLogger("skiff.netpol")
 NETWORK_POLICIES = lookup("networking.k8s.io", "v1", "networkpolicies")
 COALESCE_SECONDS = 0.01
+# How long a new pod's containers wait for the table; past it they start anyway (logged).
+ADMIT_TIMEOUT_SECONDS = 2.0
 
 
 class _Watched:
     """The pods and namespaces policies refer to, kept as the little policies look at."""
 
-    def __init__(self, client: Client, changed: asyncio.Event):
+    def __init__(self, client: Client, changed: asyncio.Event, admitted: dict[str, PodInfo]):
         self.pods: dict[str, PodInfo] = {}
+        self._admitted = admitted
         self.namespaces: dict[str, dict[str, str]] = {}
         self._changed = changed
         self._pod_informer = Informer(client, PODS)
@@ -47,6 +55,8 @@ class _Watched:
     def _on_pod(self, etype: str, obj: dict, old: dict | None) -> None:
         key = key_of(obj)
         info = None if etype == "DELETED" else pod_info(obj)
+        if etype == "DELETED" and self._admitted.pop(key, None) is not None:
+            self._changed.set()  # deleted before its status ever showed the IP the kubelet admitted
         # Status updates (conditions, restarts) are most pod events; they change nothing here.
         if self.pods.get(key) == info:
             return
@@ -69,46 +79,93 @@ class _Watched:
         self._changed.set()
 
 
-async def run(client: Client, node_name: str) -> None:
-    changed = asyncio.Event()
-    policies = Informer(client, NETWORK_POLICIES)
-    policies.add_handler(lambda etype, obj, old: changed.set())
-    policies.start()
-    watched: _Watched | None = None
-    applier = NftApplier(TABLE)
-    applied = False
-    await policies.synced.wait()
-    changed.set()
-    try:
-        while True:
-            await changed.wait()
-            await asyncio.sleep(COALESCE_SECONDS)
-            changed.clear()
-            t0 = time.perf_counter()
-            if policies.cache and watched is None:
-                watched = _Watched(client, changed)
-                await watched.start()
-            elif not policies.cache and watched is not None:
-                await watched.stop()
-                watched = None
-            pods = list(watched.pods.values()) if watched else []
-            rs = desired_ruleset(policies.list(), pods, watched.namespaces if watched else {}, node_name)
-            if not applied and not rs.chains:
-                continue  # nothing to enforce and nothing enforced yet: no table at all
-            try:
-                result = await applier.sync(rs)
-            except Exception:
-                log.exception("programming the NetworkPolicy table failed; retrying with a full sync")
-                applier.force_full_sync()
-                await asyncio.sleep(0.5)
-                changed.set()
-                continue
-            applied = True
-            if result.kind != "noop":
-                log.debug("network policy %s sync in %.1f ms", result.kind, (time.perf_counter() - t0) * 1000)
-    finally:
-        await policies.stop()
-        if watched is not None:
-            await watched.stop()
-        if applied:
-            await applier.delete_table()
+class NetworkPolicyLoop:
+    def __init__(self, client: Client, node_name: str):
+        self.client = client
+        self.node_name = node_name
+        self._changed = asyncio.Event()
+        self._policies = Informer(client, NETWORK_POLICIES)
+        self._policies.add_handler(lambda etype, obj, old: self._changed.set())
+        self._watched: _Watched | None = None
+        # Pods of this node handed over by the kubelet before their status shows an IP, by key.
+        self._admitted: dict[str, PodInfo] = {}
+        self._generation = 0  # bumped by each admit; a sync that started after it covers it
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    async def admit(self, pod: dict, ip: str) -> None:
+        """Until this node's table judges `pod`, whose sandbox got `ip` and whose containers are
+        about to start. Immediate when no policy exists."""
+        if not self._policies.cache:
+            return
+        status = dict(pod.get("status") or {}, podIP=ip, phase="Pending")
+        info = pod_info(dict(pod, status=status))
+        if info is None:
+            return
+        self._admitted[key_of(pod)] = info
+        self._generation += 1
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._generation, done))
+        self._changed.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), ADMIT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("pod %s starts before the NetworkPolicy table holds it", key_of(pod))
+
+    def _release(self, generation: int) -> None:
+        waiting = []
+        for wanted, done in self._waiters:
+            if wanted > generation:
+                waiting.append((wanted, done))
+            elif not done.done():
+                done.set_result(None)
+        self._waiters = waiting
+
+    def _pods(self) -> list[PodInfo]:
+        known = self._watched.pods if self._watched else {}
+        # The API's view wins once it has the pod's IP; until then the kubelet's word stands.
+        for key in [k for k in self._admitted if k in known]:
+            del self._admitted[key]
+        return list(known.values()) + [p for k, p in self._admitted.items() if k not in known]
+
+    async def run(self) -> None:
+        applier = NftApplier(TABLE)
+        applied = False
+        self._policies.start()
+        await self._policies.synced.wait()
+        self._changed.set()
+        try:
+            while True:
+                await self._changed.wait()
+                await asyncio.sleep(COALESCE_SECONDS)
+                self._changed.clear()
+                generation = self._generation
+                t0 = time.perf_counter()
+                if self._policies.cache and self._watched is None:
+                    self._watched = _Watched(self.client, self._changed, self._admitted)
+                    await self._watched.start()
+                elif not self._policies.cache and self._watched is not None:
+                    await self._watched.stop()
+                    self._watched = None
+                    self._admitted.clear()
+                namespaces = self._watched.namespaces if self._watched else {}
+                rs = desired_ruleset(self._policies.list(), self._pods(), namespaces, self.node_name)
+                if applied or rs.chains:  # nothing enforced yet and nothing to enforce: no table at all
+                    try:
+                        result = await applier.sync(rs)
+                    except Exception:
+                        log.exception("programming the NetworkPolicy table failed; retrying with a full sync")
+                        applier.force_full_sync()
+                        await asyncio.sleep(0.5)
+                        self._changed.set()
+                        continue
+                    applied = True
+                    if result.kind != "noop":
+                        log.debug("network policy %s sync in %.1f ms", result.kind,
+                                  (time.perf_counter() - t0) * 1000)
+                self._release(generation)
+        finally:
+            await self._policies.stop()
+            if self._watched is not None:
+                await self._watched.stop()
+            if applied:
+                await applier.delete_table()
