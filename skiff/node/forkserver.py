@@ -139,6 +139,48 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _last_capability() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+_LAST_CAP = _last_capability()
+
+
+def limit_bounding_set(mask: int) -> None:
+    """Drop every capability outside `mask` from the bounding set, so that nothing this process
+    runs can gain it back (needs CAP_SETPCAP: before any setuid)."""
+    for cap in range(_LAST_CAP + 1):
+        if not mask & (1 << cap):
+            _check(_libc.prctl(_PR_CAPBSET_DROP, cap, None, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})")
+
+
+def set_capabilities(mask: int) -> None:
+    """Hold exactly `mask` as effective and permitted capabilities, none inheritable. For a root
+    process that does not exec: execve would have done this through the bounding set."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        word = (mask >> (32 * i)) & 0xFFFFFFFF
+        data[i].effective = data[i].permitted = word
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
 def setns(fd: int, kind: str) -> None:
     _check(_libc.setns(fd, _NS_FLAGS[kind]), f"setns {kind}")
 
@@ -275,14 +317,6 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
                 setns(ns_fds[kind], kind)
         if req.get("cwd"):
             os.chdir(req["cwd"])
-        creds = req.get("creds")
-        if creds:
-            if creds.get("no_new_privs"):
-                _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
-            # Groups first: setuid gives up the right to change them.
-            os.setgroups([int(g) for g in creds["groups"]])
-            os.setgid(int(creds["gid"]))
-            os.setuid(int(creds["uid"]))
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
@@ -291,6 +325,21 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
             set_process_args(req["argv"], req["env"])
         except OSError as exc:
             print(f"skiff forkserver: cannot set the command line ({exc})", file=sys.__stderr__, flush=True)
+        # After the command line: setting it takes CAP_SYS_RESOURCE, which containers do not keep.
+        creds = req.get("creds")
+        if creds:
+            if creds.get("no_new_privs"):
+                _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+            caps = creds.get("capabilities")  # a mask; None: privileged, keep them all
+            if caps is not None:
+                limit_bounding_set(int(caps))
+            # Groups first: setuid gives up the right to change them (and, to another user, every
+            # capability).
+            os.setgroups([int(g) for g in creds["groups"]])
+            os.setgid(int(creds["gid"]))
+            os.setuid(int(creds["uid"]))
+            if caps is not None and int(creds["uid"]) == 0:
+                set_capabilities(int(caps))
         # Also closes sync_w: the server reads EOF, meaning "started".
         if listening is None:
             os.closerange(3, 1 << 20)
@@ -835,7 +884,8 @@ class ForkServer:
         req = {"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd, "ns": dict(namespaces)}
         if creds is not None:
             req["creds"] = {"uid": creds.uid, "gid": creds.gid, "groups": list(creds.groups),
-                            "no_new_privs": creds.no_new_privs}
+                            "no_new_privs": creds.no_new_privs,
+                            "capabilities": None if creds.privileged else creds.capability_mask()}
         child = await self._request(req, fds)
         assert child is not None
         return child

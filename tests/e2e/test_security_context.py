@@ -1,7 +1,8 @@
-"""Pod and container securityContext users and groups in a real cluster, driven by the real kubectl,
-following the Kubernetes docs' "Configure a Security Context for a Pod or Container": runAsUser,
-runAsGroup, supplementalGroups and fsGroup for processes, exec sessions and volumes, and
-runAsNonRoot refusing a container that would run as root.
+"""Pod and container securityContext users, groups and capabilities in a real cluster, driven by the
+real kubectl, following the Kubernetes docs' "Configure a Security Context for a Pod or Container":
+runAsUser, runAsGroup, supplementalGroups and fsGroup for processes, exec sessions and volumes,
+capabilities (containerd 2.x's default set, add/drop, privileged), and runAsNonRoot refusing a
+container that would run as root.
 
 Needs root (a cluster). `busybox` is the host's programs; agnhost is a built-in image, started by
 the node's fork server.
@@ -50,9 +51,10 @@ def wait_running(k, ns: str, name: str) -> None:
         raise
 
 
-def process_status(k, ns: str, name: str, cmdline: str) -> dict[str, str]:
-    """/proc/<pid>/status fields of the pod's process running `cmdline`: found from the host by its
-    mount namespace, the pod's (pods share the machine's PID space, so the command alone is not enough)."""
+def process_status(k, ns: str, name: str, cmdline: str | None) -> dict[str, str]:
+    """/proc/<pid>/status fields of the pod's process running `cmdline` (None: its only process): found
+    from the host by its mount namespace, the pod's (pods share the machine's PID space, so the command
+    alone is not enough)."""
     pod = pod_json(k, ns, name)
     node_netns = names.node_netns_name(pod["spec"]["nodeName"])
     pin = ns_pin_path(names.pod_netns_name(node_netns, ns, name, pod["metadata"]["uid"]), "mnt")
@@ -60,7 +62,7 @@ def process_status(k, ns: str, name: str, cmdline: str) -> dict[str, str]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}/ns/mnt").st_ino == mine and open(f"/proc/{pid}/cmdline").read() == cmdline:
+            if os.stat(f"/proc/{pid}/ns/mnt").st_ino == mine and cmdline in (None, open(f"/proc/{pid}/cmdline").read()):
                 found.append(open(f"/proc/{pid}/status").read())
         except OSError:
             continue
@@ -156,3 +158,46 @@ def test_a_container_that_is_not_root_may_bind_a_low_port_as_with_containerd(clu
     wait_running(k, ns, "low-port")
     assert sh(k, ns, "low-port", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start") == "0"
     assert sh(k, ns, "low-port", "curl -s http://127.0.0.1:80/hostname") == "low-port"
+
+
+# containerd 2.x's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE.
+DEFAULT_CAPS = "00000000000005fb"
+WITH_NET_ADMIN_SYS_TIME = "00000000020015fb"  # + NET_ADMIN (12) and SYS_TIME (25), the docs' demo-4
+
+
+def test_capabilities_as_the_docs_demo_shows_them(cluster, cluster_ns):
+    k, ns = cluster.kubectl, cluster_ns
+    sleeper = {"name": "sec-ctx-3", "image": "busybox:1.28", "command": ["sleep", "1h"]}
+    apply(k, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "security-context-demo-3"},
+                  "spec": {"containers": [sleeper], "terminationGracePeriodSeconds": 0}})
+    apply(k, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "security-context-demo-4"},
+                  "spec": {"containers": [{**sleeper, "name": "sec-ctx-4", "securityContext": {
+                      "capabilities": {"add": ["NET_ADMIN", "SYS_TIME"]}}}], "terminationGracePeriodSeconds": 0}})
+    apply(k, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged"},
+                  "spec": {"containers": [{**sleeper, "name": "p", "securityContext": {"privileged": True}}],
+                           "terminationGracePeriodSeconds": 0}})
+    apply(k, ns, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "built-in"},
+                  "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+                                           "args": ["netexec", "--http-port=8080"]}],
+                           "terminationGracePeriodSeconds": 0}})
+    for name in ("security-context-demo-3", "security-context-demo-4", "privileged", "built-in"):
+        wait_running(k, ns, name)
+    # A privileged container holds all the runtime holds (here the test's own set, which a VM's
+    # init may already have cut).
+    every = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff:"))
+    for name, caps in (("security-context-demo-3", DEFAULT_CAPS), ("security-context-demo-4", WITH_NET_ADMIN_SYS_TIME),
+                       ("privileged", every), ("built-in", DEFAULT_CAPS)):
+        # The container's own process (a root one holds its whole set) and an exec session alike.
+        fields = process_status(k, ns, name, None)
+        assert (fields["CapPrm"], fields["CapEff"], fields["CapBnd"]) == (caps, caps, caps), (name, fields)
+        exec_caps = sh(k, ns, name, "grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status").split()
+        assert exec_caps == ["CapPrm:", caps, "CapEff:", caps, "CapBnd:", caps], (name, exec_caps)
+    # NET_ADMIN is what changing the pod's network takes: not in the default set.
+    add = ("ip", "addr", "add", "192.0.2.1/32", "dev", "lo")
+    r = k.run("exec", "-n", ns, "security-context-demo-3", "--", *add, check=False)
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr, (r.stdout, r.stderr)
+    k("exec", "-n", ns, "security-context-demo-4", "--", *add)
+    assert "192.0.2.1/32" in k("exec", "-n", ns, "security-context-demo-4", "--", "ip", "addr", "show", "lo")
+    # The built-in image's process (the fork server's child, which never execs) holds the same set.
+    out = json.loads(sh(k, ns, "built-in", "curl -s 'http://127.0.0.1:8080/shell?cmd=grep+CapEff+/proc/self/status'"))
+    assert out["output"].split() == ["CapEff:", DEFAULT_CAPS], out

@@ -7,7 +7,16 @@ import stat
 
 import pytest
 
-from skiff.node.securitycontext import Credentials, NonRootError, credentials, fs_group, setpriv_argv
+from skiff.node.securitycontext import (
+    CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    Credentials,
+    NonRootError,
+    capabilities,
+    credentials,
+    fs_group,
+    setpriv_argv,
+)
 from skiff.node.volumeownership import set_volume_ownership
 
 
@@ -17,9 +26,30 @@ def pod(pod_sc: dict | None = None, container_sc: dict | None = None) -> tuple[d
              "spec": {"securityContext": pod_sc or {}, "containers": [c]}}, c)
 
 
+DEFAULT_BOUNDING = "--bounding-set=-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,+net_bind_service"
+
+
 def test_nothing_asked_is_the_runtimes_default():
-    assert credentials(*pod()) is None
-    assert credentials(*pod({"runAsNonRoot": False}, {"privileged": False})) is None
+    assert credentials(*pod()) == Credentials(0, 0, (0,))
+    assert credentials(*pod({"runAsNonRoot": False}, {"privileged": False})) == Credentials(0, 0, (0,))
+    assert setpriv_argv(credentials(*pod())) == ["setpriv", "--reuid=0", "--regid=0", "--groups=0", DEFAULT_BOUNDING]
+
+
+def test_capabilities_as_containerds_cri_plugin_changes_its_default():
+    assert set(DEFAULT_CAPABILITIES) == {"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "SETGID", "SETUID", "SETPCAP",
+                                         "NET_BIND_SERVICE", "KILL"}  # containerd 2.x
+    assert capabilities({}) == DEFAULT_CAPABILITIES
+    assert "NET_ADMIN" in capabilities({"capabilities": {"add": ["NET_ADMIN", "SYS_TIME"]}})
+    assert capabilities({"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}) == ("NET_BIND_SERVICE",)
+    # add ALL, then drop ALL, then the named ones: ALL + drop CHOWN is everything but CHOWN.
+    assert capabilities({"capabilities": {"add": ["ALL"], "drop": ["CHOWN"]}}) == CAPABILITIES[1:]
+    assert capabilities({"capabilities": {"add": ["ALL"], "drop": ["ALL"]}}) == ()
+    assert capabilities({"capabilities": {"add": ["CAP_SYS_ADMIN", "no_such"], "drop": ["kill"]}}) == tuple(
+        c for c in CAPABILITIES if c in set(DEFAULT_CAPABILITIES) - {"KILL"} | {"SYS_ADMIN"})
+    assert capabilities({"privileged": True, "capabilities": {"drop": ["ALL"]}}) == CAPABILITIES
+    creds = credentials(*pod(container_sc={"privileged": True}))
+    assert creds.privileged and setpriv_argv(creds) == ["setpriv", "--reuid=0", "--regid=0", "--groups=0"]
+    assert Credentials(0, 0, (0,), capabilities=("CHOWN", "NET_ADMIN")).capability_mask() == (1 << 0) | (1 << 12)
 
 
 def test_the_docs_demo_groups_include_primary_fs_group_and_supplemental():
@@ -27,7 +57,7 @@ def test_the_docs_demo_groups_include_primary_fs_group_and_supplemental():
                              {"allowPrivilegeEscalation": False}))
     assert creds == Credentials(1000, 3000, (2000, 3000, 4000), no_new_privs=True)
     assert setpriv_argv(creds) == ["setpriv", "--reuid=1000", "--regid=3000", "--groups=2000,3000,4000",
-                                   "--no-new-privs"]
+                                   DEFAULT_BOUNDING, "--no-new-privs"]
 
 
 def test_container_fields_win_over_the_pods():
@@ -49,7 +79,7 @@ def test_run_as_non_root_in_the_kubelets_words():
     with pytest.raises(NonRootError, match=r"^container's runAsUser breaks non-root policy"):
         credentials(*pod({"runAsNonRoot": True}, {"runAsUser": 0}))
     # The container's own runAsNonRoot: false overrides the pod's true.
-    assert credentials(*pod({"runAsNonRoot": True}, {"runAsNonRoot": False})) is None
+    assert credentials(*pod({"runAsNonRoot": True}, {"runAsNonRoot": False})).uid == 0
     assert credentials(*pod({"runAsNonRoot": True, "runAsUser": 5})).uid == 5
 
 
