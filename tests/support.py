@@ -139,12 +139,10 @@ class ControlPlane:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def free_ranges() -> tuple[int, int]:
-    """(X, Y) such that 172.29.X.0/24 and 10.Y.0.0/16 are not routed on this machine now, so test
-    clusters that exist at the same time never clash (skiff up refuses overlapping ranges)."""
+def routed_networks() -> list:
+    """Every destination routed on this machine now (all tables)."""
     import ipaddress
     import json as _json
-    import random
 
     routes = _json.loads(subprocess.run(["ip", "-4", "-j", "route", "show", "table", "all"], capture_output=True,
                                         text=True).stdout or "[]")
@@ -156,12 +154,25 @@ def free_ranges() -> tuple[int, int]:
                 used.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
             except ValueError:
                 pass
+    return used
 
-    def free(net: str) -> bool:
-        n = ipaddress.ip_network(net)
-        return not any(n.overlaps(u) for u in used)
-    octets = [x for x in range(16, 251) if free(f"172.29.{x}.0/24")]
-    pods = [y for y in range(200, 250) if free(f"10.{y}.0.0/16")]
+
+def unrouted(*nets: str, used: list | None = None) -> bool:
+    """Whether none of `nets` overlaps a route of this machine (`used`: routed_networks(), if known)."""
+    import ipaddress
+
+    used = routed_networks() if used is None else used
+    return not any(ipaddress.ip_network(n).overlaps(u) for n in nets for u in used)
+
+
+def free_ranges() -> tuple[int, int]:
+    """(X, Y) such that 172.29.X.0/24 and 10.Y.0.0/16 are not routed on this machine now, so test
+    clusters that exist at the same time never clash (skiff up refuses overlapping ranges)."""
+    import random
+
+    used = routed_networks()
+    octets = [x for x in range(16, 251) if unrouted(f"172.29.{x}.0/24", used=used)]
+    pods = [y for y in range(200, 250) if unrouted(f"10.{y}.0.0/16", used=used)]
     return random.choice(octets), random.choice(pods)
 
 

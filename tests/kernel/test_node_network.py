@@ -19,12 +19,16 @@ from skiff.net.cleanup import destroy_cluster_network, destroy_cluster_network_s
 from skiff.net.nodes import NetworkConflict, create_cluster_network, node_netns
 from skiff.net.ns import PIN_ROOT, call_in_netns, list_netns, netns_pids, read_sysctl, run_in_netns_argv
 from skiff.net.plan import overlapping_routes, plan_cluster_network
+from tests.support import routed_networks, unrouted
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 
 def random_config(nodes: int = 3) -> ClusterConfig:
-    r = random.randint(112, 239)  # 10.96.0.0/12 (10.96-10.111) is the default service range
+    # Above 10.96.0.0/12 (10.96-10.111), the default service range, and clear of every range in use
+    # (skiff refuses to overlap them; another test's cluster may be up).
+    used = routed_networks()
+    r = random.choice([r for r in range(112, 240) if unrouted(f"172.31.{r}.0/24", f"10.{r}.0.0/16", used=used)])
     return ClusterConfig(
         name=f"kt{random.randrange(16**5):05x}",
         nodes=nodes,
