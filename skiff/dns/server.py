@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 from collections.abc import Iterable
 
 import dns.exception
@@ -57,6 +58,53 @@ def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
     except OSError as e:
         log.error("cannot read %s: %s", path, e)
     return servers
+
+
+class _Reply(asyncio.DatagramProtocol):
+    def __init__(self, done: asyncio.Future[bytes]) -> None:
+        self.done = done
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if not self.done.done():
+            self.done.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+# linux/in.h and linux/in6.h; Python's socket module does not name them.
+_IP_RECVERR, _IPV6_RECVERR = 11, 25
+
+
+async def _udp_query(q: dns.message.Message, host: str, port: int, timeout: float) -> dns.message.Message:
+    """One query over a connected UDP socket that reports every ICMP error, so that an upstream
+    out of reach (no route from the node: the kernel answers "network unreachable") or with
+    nothing listening fails the query at once instead of after the whole timeout. From a pod
+    the host's resolver is often out of reach, and each external name a program tried (glibc
+    asks for A and AAAA, down the search list) would otherwise cost seconds. Without
+    IP_RECVERR a connected socket reports only "port unreachable"."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+    v6 = ":" in host
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP, _IPV6_RECVERR if v6 else _IP_RECVERR, 1)
+        sock.setblocking(False)
+        sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    transport, _ = await loop.create_datagram_endpoint(lambda: _Reply(done), sock=sock)
+    try:
+        transport.sendto(q.to_wire())
+        async with asyncio.timeout(timeout):
+            reply = dns.message.from_wire(await done)
+    finally:
+        transport.close()
+    if not q.is_response(reply):
+        raise dns.exception.DNSException(f"{host}:{port} answered another question")
+    return reply
 
 
 class DNSServer:
@@ -187,7 +235,9 @@ class DNSServer:
 
         for host, port in self.upstreams:
             try:
-                resp, _ = await dns.asyncquery.udp_with_fallback(q, host, timeout=self.timeout, port=port)
+                resp = await _udp_query(q, host, port, self.timeout)
+                if resp.flags & dns.flags.TC:
+                    resp = await dns.asyncquery.tcp(q, host, timeout=self.timeout, port=port)
                 return resp
             except (dns.exception.DNSException, OSError, EOFError) as e:
                 self._log_upstream_failure(host, port, q, e)
@@ -198,8 +248,9 @@ class DNSServer:
         now = asyncio.get_running_loop().time()
         if now - self._upstream_logged.get((host, port), -UPSTREAM_LOG_INTERVAL) >= UPSTREAM_LOG_INTERVAL:
             self._upstream_logged[(host, port)] = now
+            why = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
             log.error("upstream %s:%d failed for %s: %s (further failures muted for %.0f s)", host, port,
-                      q.question[0].name, type(e).__name__, UPSTREAM_LOG_INTERVAL)
+                      q.question[0].name, why, UPSTREAM_LOG_INTERVAL)
 
     @staticmethod
     def _error(q: dns.message.Message, rcode: int) -> bytes:

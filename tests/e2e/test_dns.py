@@ -17,6 +17,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
+from skiff.net import names
 from tests.support import SEED, Cluster, free_ranges, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
@@ -219,3 +220,29 @@ def test_forwards_other_names_to_the_configured_upstream(cluster):
     # Names under the cluster domain are answered by the cluster DNS itself, never forwarded.
     k("exec", pod, "--", "dig", "+short", "nosuch.default.svc.cluster.local")
     assert not any(q.endswith("cluster.local.") for q in cluster.upstream.queries)
+
+
+def test_an_upstream_out_of_reach_fails_lookups_at_once():
+    """With the default upstream (the host's resolver) the nodes usually have no route to it: the
+    node answers "network unreachable", and the cluster DNS turns that into SERVFAIL at once. So a
+    name the search list walks past the cluster (glibc asks for AAAA too, down to
+    `kubernetes.default.`) costs milliseconds, not the forward timeout twice over."""
+    out_of_reach = "198.51.100.53"  # a documentation address: no node has a route there
+    c = Cluster(nodes=1, **{"dns-upstream": out_of_reach})
+    c.up(wait=True)
+    try:
+        k = c.kubectl
+        k("run", "client", "--image=busybox", "--", "sleep", "3600")
+        k("wait", "--for=condition=Ready", "pod/client", "--timeout=30s")
+        t0 = time.monotonic()
+        out = k("exec", "client", "--", "getent", "hosts", "kubernetes.default")
+        assert out.split()[0] == json.loads(k("get", "svc", "kubernetes", "-o", "json"))["spec"]["clusterIP"]
+        assert time.monotonic() - t0 < 1.5, "a lookup of a cluster name waited for the out-of-reach upstream"
+        t0 = time.monotonic()
+        r = k.run("exec", "client", "--", "dig", "+tries=1", "+time=5", "example.com", check=False)
+        assert "status: SERVFAIL" in r.stdout and time.monotonic() - t0 < 1.5, r.stdout
+        # Nothing left the machine for it: the node has no route there.
+        node_ns = names.node_netns_name(c.cfg.node_name(0))
+        assert "unreachable" in c.in_netns(node_ns, "ip", "route", "get", out_of_reach).stderr
+    finally:
+        c.down()
