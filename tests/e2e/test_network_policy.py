@@ -542,7 +542,7 @@ def test_default_deny_egress_with_the_documented_dns_rule_still_resolves(cluster
     answered.result()
     # The short name through the pod's search path, A records only: `getent hosts` would also ask
     # for AAAA, whose empty answers walk the search list down to `kubernetes.default.`, which the
-    # cluster DNS forwards to its upstream (outside the cluster, and slow to fail here).
+    # cluster DNS forwards to its upstream, out of the nodes' reach here.
     out = net.exec("x/a", "getent", "ahostsv4", "kubernetes.default")
     assert out.returncode == 0 and out.stdout.split()[:3] == [kube, "STREAM", name], (out.stdout, out.stderr)
     tcp = net.exec("x/a", *dig, "+tcp", name)
