@@ -50,7 +50,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp  # noqa: E402
 
 from bench.cluster_workloads import api_session, check_root, pct, pod_netns, wait_pods_ready  # noqa: E402
-from bench.service_traffic import CLIENT, hello_app, paired_ratio, wait_connectable, wrk  # noqa: E402
+from bench.service_traffic import (  # noqa: E402
+    CLIENT,
+    close_poller,
+    hello_app,
+    paired_ratio,
+    wait_connectable,
+    wrk,
+)
 from skiff.net import names  # noqa: E402
 from skiff.netpol.rules import TABLE  # noqa: E402
 from tests.support import Cluster  # noqa: E402
@@ -364,12 +371,7 @@ async def programming_latency(cluster: Cluster, client_ns: str, backend_ip: str,
             if warm:
                 await delete(s, SELECTS_NOTHING["metadata"]["name"])
     finally:
-        poller.stdin.close()
-        try:
-            await asyncio.wait_for(poller.wait(), 5)
-        except TimeoutError:
-            poller.kill()
-            await poller.wait()
+        await close_poller(poller)
     return blocked, reopened
 
 

@@ -244,13 +244,18 @@ async def programming_latency(cluster: Cluster, client_ns: str, n: int) -> list[
                     raise RuntimeError(f"Service {ip}:80 never accepted a connection")
                 lat.append(float(answer) - t0)
     finally:
-        poller.stdin.close()
-        try:
-            await asyncio.wait_for(poller.wait(), 5)
-        except TimeoutError:
-            poller.kill()
-            await poller.wait()
+        await close_poller(poller)
     return lat
+
+
+async def close_poller(poller: asyncio.subprocess.Process) -> None:
+    """End a connect loop that reads targets from its stdin: EOF, then a kill if it lingers."""
+    poller.stdin.close()
+    try:
+        await asyncio.wait_for(poller.wait(), 5)
+    except TimeoutError:
+        poller.kill()
+        await poller.wait()
 
 
 def row(name: str, r: dict, base: dict | None) -> str:

@@ -22,7 +22,7 @@ from skiff.client.informer import Informer
 from skiff.client.rest import Client
 from skiff.controllers.base import NAMESPACES, PODS
 from skiff.netpol.rules import TABLE, PodInfo, desired_ruleset, pod_info
-from skiff.proxy.nft import NftApplier
+from skiff.proxy.nft import NftApplier, sync_or_retry_later
 
 log = logging.getLogger("skiff.netpol")
 NETWORK_POLICIES = lookup("networking.k8s.io", "v1", "networkpolicies")
@@ -150,13 +150,8 @@ class NetworkPolicyLoop:
                 namespaces = self._watched.namespaces if self._watched else {}
                 rs = desired_ruleset(self._policies.list(), self._pods(), namespaces, self.node_name)
                 if applied or rs.chains:  # nothing enforced yet and nothing to enforce: no table at all
-                    try:
-                        result = await applier.sync(rs)
-                    except Exception:
-                        log.exception("programming the NetworkPolicy table failed; retrying with a full sync")
-                        applier.force_full_sync()
-                        await asyncio.sleep(0.5)
-                        self._changed.set()
+                    result = await sync_or_retry_later(applier, rs, self._changed, "the NetworkPolicy table")
+                    if result is None:
                         continue
                     applied = True
                     if result.kind != "noop":

@@ -16,7 +16,7 @@ from skiff.config import ClusterConfig
 from skiff.controllers.base import SERVICES, SLICES
 from skiff.proxy.conntrack import delete_flows, stale_udp_flows
 from skiff.proxy.model import NodeContext
-from skiff.proxy.nft import NftApplier
+from skiff.proxy.nft import NftApplier, sync_or_retry_later
 from skiff.proxy.rules import RulesetBuilder, ServiceKey, slice_service_key
 
 log = logging.getLogger("skiff.proxy")
@@ -79,13 +79,8 @@ async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) 
             keys = list(dirty)
             dirty.clear()
             rs = builder.update(keys, service_of, slices_of)
-            try:
-                result = await applier.sync(rs)
-            except Exception:
-                log.exception("programming nftables failed; retrying with a full sync")
-                applier.force_full_sync()
-                await asyncio.sleep(0.5)
-                changed.set()
+            result = await sync_or_retry_later(applier, rs, changed, "the Service proxy's nftables table")
+            if result is None:
                 continue
             flows = stale_udp_flows(prev_udp, rs.udp_destinations)
             if flows:

@@ -107,6 +107,20 @@ def _encode_elements(rs: Ruleset, set_name: str, items: list[tuple[str, str]]) -
     return encoded, [f"{k} : {v}" if v else k for k, v in items]
 
 
+async def sync_or_retry_later(applier: NftApplier, ruleset: Ruleset, retry: asyncio.Event,
+                              what: str) -> SyncResult | None:
+    """applier.sync(ruleset); on failure log it, forget what the kernel holds and, half a second
+    later, ask (through `retry`) for another sync, which will be a full one. None when it failed."""
+    try:
+        return await applier.sync(ruleset)
+    except Exception:
+        log.exception("programming %s failed; retrying with a full sync", what)
+        applier.force_full_sync()
+        await asyncio.sleep(0.5)
+        retry.set()
+        return None
+
+
 class NftApplier:
     """Keeps table `table_name` (family ip) in sync with successive desired Rulesets.
 

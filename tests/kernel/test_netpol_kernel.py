@@ -14,7 +14,7 @@ import pytest
 from skiff.netpol.rules import TABLE, PodInfo, desired_ruleset
 from skiff.proxy.nft import NftApplier
 from skiff.proxy.rules import desired_ruleset as proxy_ruleset
-from tests.kernel.test_proxy_kernel import Topology, endpoint_slice, in_ns, names, service
+from tests.kernel.test_proxy_kernel import Topology, endpoint_slice, in_ns, names, running, service
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces and nftables")
 
@@ -44,12 +44,7 @@ class PolicyTopology(Topology):
 
 @pytest.fixture(scope="module")
 def topo():
-    t = PolicyTopology()
-    try:
-        t.setup()
-        yield t
-    finally:
-        t.teardown()
+    yield from running(PolicyTopology())
 
 
 @pytest.fixture

@@ -245,14 +245,18 @@ def objects(topo: Topology) -> tuple[list[dict], list[dict]]:
     return services, slices
 
 
-@pytest.fixture(scope="module")
-def topo():
-    t = Topology()
+def running(t: Topology):
+    """Set `t` up for the fixture that yields from this, and always tear it down."""
     try:
         t.setup()
         yield t
     finally:
         t.teardown()
+
+
+@pytest.fixture(scope="module")
+def topo():
+    yield from running(Topology())
 
 
 @pytest.fixture
