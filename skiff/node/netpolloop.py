@@ -91,12 +91,13 @@ class NetworkPolicyLoop:
         self._admitted: dict[str, PodInfo] = {}
         self._generation = 0  # bumped by each admit; a sync that started after it covers it
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._running = False
 
     async def admit(self, pod: dict, ip: str) -> None:
         """Until this node's table judges `pod`, whose sandbox got `ip` and whose containers are
         about to start. Immediate when no policy exists."""
-        if not self._policies.cache:
-            return
+        if not self._running or not self._policies.cache:
+            return  # a loop that is not running enforces nothing, so there is nothing to wait for
         status = dict(pod.get("status") or {}, podIP=ip, phase="Pending")
         info = pod_info(dict(pod, status=status))
         if info is None:
@@ -130,6 +131,7 @@ class NetworkPolicyLoop:
     async def run(self) -> None:
         applier = NftApplier(TABLE)
         applied = False
+        self._running = True
         self._policies.start()
         await self._policies.synced.wait()
         self._changed.set()
@@ -159,6 +161,8 @@ class NetworkPolicyLoop:
                                   (time.perf_counter() - t0) * 1000)
                 self._release(generation)
         finally:
+            self._running = False
+            self._release(self._generation)
             await self._policies.stop()
             if self._watched is not None:
                 await self._watched.stop()
