@@ -10,6 +10,7 @@ format is dnspython's throughout. Cluster answers are computed in the datagram c
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
@@ -31,6 +32,9 @@ log = logging.getLogger("skiff.dns")
 UDP_MIN_PAYLOAD = 512
 TCP_IDLE_SECONDS = 10.0
 UPSTREAM_LOG_INTERVAL = 10.0
+# How long an upstream the kernel called out of reach is skipped (SERVFAIL at once meanwhile).
+UNREACHABLE_SKIP_SECONDS = 5.0
+_OUT_OF_REACH = {errno.ENETUNREACH, errno.EHOSTUNREACH}  # routing, not a server restarting
 
 
 def parse_upstream(text: str) -> tuple[str, int]:
@@ -127,6 +131,8 @@ class DNSServer:
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task] = set()
         self._upstream_logged: dict[tuple[str, int], float] = {}
+        # Upstreams the kernel called out of reach, and until when they are skipped (see _forward).
+        self._unreachable_until: dict[tuple[str, int], float] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -233,13 +239,23 @@ class DNSServer:
     async def _forward(self, q: dns.message.Message) -> dns.message.Message | None:
         import dns.asyncquery  # only forwarding needs it; keeps start-up imports small
 
+        now = asyncio.get_running_loop().time()
         for host, port in self.upstreams:
+            # The kernel rate-limits the ICMP errors that make an unreachable upstream fail fast
+            # (a burst of about five, then one a second from the node), so an upstream it called
+            # out of reach is skipped for a while instead of asked again: every query in that
+            # window would otherwise wait the whole timeout.
+            if self._unreachable_until.get((host, port), 0.0) > now:
+                continue
             try:
                 resp = await _udp_query(q, host, port, self.timeout)
                 if resp.flags & dns.flags.TC:
                     resp = await dns.asyncquery.tcp(q, host, timeout=self.timeout, port=port)
+                self._unreachable_until.pop((host, port), None)
                 return resp
             except (dns.exception.DNSException, OSError, EOFError) as e:
+                if isinstance(e, OSError) and e.errno in _OUT_OF_REACH:
+                    self._unreachable_until[(host, port)] = now + UNREACHABLE_SKIP_SECONDS
                 self._log_upstream_failure(host, port, q, e)
         return None
 
