@@ -1,6 +1,8 @@
 """The cluster DNS add-on as API objects, shaped like the ones kubeadm installs for CoreDNS:
-ServiceAccount `coredns`, Deployment `coredns` and Service `kube-dns` in kube-system, all
-labelled `k8s-app: kube-dns`, so that tutorials that inspect them find what they expect.
+ServiceAccount `coredns`, ConfigMap `coredns` (the Corefile, mounted at /etc/coredns and read with
+-conf, so that editing it changes the server as the docs describe), Deployment `coredns` and
+Service `kube-dns` in kube-system, labelled `k8s-app: kube-dns`, so that tutorials that inspect
+them find what they expect.
 
 There is no RBAC API in Skiff, so the ClusterRole/ClusterRoleBinding are left out, and no
 metrics port (9153), since the server exports no Prometheus metrics.
@@ -9,19 +11,20 @@ metrics port (9153), since the server exports no Prometheus metrics.
 from __future__ import annotations
 
 from skiff.config import ClusterConfig
+from skiff.dns.corefile import render_default
 
 NAMESPACE = "kube-system"
 LABELS = {"k8s-app": "kube-dns"}
 IMAGE = "skiff/dns"
 HEALTH_PORT = 8080
 READY_PORT = 8181
+# As the Corefile kubeadm and kind install (`kubernetes ... { ttl 30 }`); CoreDNS's own default is 5.
+TTL = 30
 
 
 def dns_args(cfg: ClusterConfig) -> list[str]:
-    # TTL 30, as the Corefile kubeadm and kind install (`kubernetes ... { ttl 30 }`); CoreDNS's own
-    # default, which the server keeps, is 5.
     args = ["--domain", cfg.cluster_domain, "--service-cidr", cfg.service_cidr, "--pod-cidr", cfg.pod_cidr,
-            "--dns-ip", cfg.dns_service_ip, "--ttl", "30"]
+            "--dns-ip", cfg.dns_service_ip, "--ttl", str(TTL)]
     for upstream in cfg.dns_upstreams:
         args += ["--upstream", upstream]
     return args
@@ -32,7 +35,8 @@ def deployment(cfg: ClusterConfig, replicas: int = 2) -> dict:
         "name": "coredns",
         "image": IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "args": dns_args(cfg),
+        "args": [*dns_args(cfg), "-conf", "/etc/coredns/Corefile"],
+        "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/coredns", "readOnly": True}],
         "ports": [
             {"name": "dns", "containerPort": 53, "protocol": "UDP"},
             {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
@@ -77,6 +81,8 @@ def deployment(cfg: ClusterConfig, replicas: int = 2) -> dict:
                     # Longer than the lame-duck period (5 s), so answers never stop abruptly.
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
+                    "volumes": [{"name": "config-volume", "configMap": {
+                        "name": "coredns", "items": [{"key": "Corefile", "path": "Corefile"}]}}],
                 },
             },
         },
@@ -110,6 +116,11 @@ def service_account() -> dict:
             "metadata": {"name": "coredns", "namespace": NAMESPACE}}
 
 
+def config_map(cfg: ClusterConfig) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": NAMESPACE},
+            "data": {"Corefile": render_default(cfg.cluster_domain, TTL, list(cfg.dns_upstreams))}}
+
+
 def system_objects(cfg: ClusterConfig, replicas: int = 2) -> list[dict]:
     """Objects to create at cluster start, in creation order."""
-    return [service_account(), service(cfg), deployment(cfg, replicas)]
+    return [service_account(), config_map(cfg), service(cfg), deployment(cfg, replicas)]

@@ -143,7 +143,22 @@ class Zone:
         self._ptr: dict[dns.name.Name, dict[tuple[str, str], tuple[list[dns.name.Name], bool]]] = {}
         self._owned_ptr: dict[tuple[str, str], list[dns.name.Name]] = {}
         self._soa: tuple[int, dns.rrset.RRset] | None = None
-        self._static_names(list(dns_ips))
+        self._dns_ips = list(dns_ips)
+        self._static_names(self._dns_ips)
+
+    def set_ttl(self, ttl: int) -> None:
+        """Serve every record with `ttl` from now on (a changed Corefile): records are built with
+        the TTL they carry, so all of them are built again."""
+        if ttl == self.ttl:
+            return
+        self.ttl = ttl
+        self._soa = None
+        for name in [n for n, node in self._names.items() if node is not self._apex]:
+            if not any(name in owned for owned in self._owned.values()):
+                self._names.pop(name)  # the static names, made again below
+        self._static_names(self._dns_ips)
+        for key in list(self._services):
+            self._rebuild(key)
 
     # ---- feeding -----------------------------------------------------------------------------
     def update(self, event: str, obj: dict) -> None:

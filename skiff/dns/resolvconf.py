@@ -44,6 +44,12 @@ class HostResolv:
                 self.options = _merge_options(self.options, fields[1:])
 
 
+def nameservers(text: str) -> list[str]:
+    """The `nameserver` addresses of a resolv.conf's text."""
+    return [parts[1] for parts in (line.split() for line in text.splitlines())
+            if len(parts) >= 2 and parts[0] == "nameserver"]
+
+
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 

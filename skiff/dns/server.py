@@ -14,6 +14,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Iterable
 
 import dns.exception
@@ -22,12 +23,16 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from skiff.dns.corefile import Corefile, Hosts
 from skiff.dns.records import Answer, Zone
+from skiff.dns.resolvconf import nameservers
 
 log = logging.getLogger("skiff.dns")
+queries_log = logging.getLogger("skiff.dns.log")  # the Corefile's log plugin
 
 UDP_MIN_PAYLOAD = 512
 TCP_IDLE_SECONDS = 10.0
@@ -52,16 +57,12 @@ def parse_upstream(text: str) -> tuple[str, int]:
 
 def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
     """The `nameserver` lines of a resolv.conf (what `forward . /etc/resolv.conf` uses)."""
-    servers = []
     try:
         with open(path) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[0] == "nameserver":
-                    servers.append(parts[1])
+            return nameservers(f.read())
     except OSError as e:
         log.error("cannot read %s: %s", path, e)
-    return servers
+        return []
 
 
 class _Reply(asyncio.DatagramProtocol):
@@ -133,6 +134,10 @@ class DNSServer:
         self._upstream_logged: dict[tuple[str, int], float] = {}
         # Upstreams the kernel called out of reach, and until when they are skipped (see _forward).
         self._unreachable_until: dict[tuple[str, int], float] = {}
+        # The Corefile in force (None: the flags' behaviour, one zone and `forward .` upstreams).
+        self.corefile: Corefile | None = None
+        self._forwards: dict[int, list[tuple[str, int]]] = {}  # id(Forward) -> parsed upstreams
+        self._logging = False  # some server block has the log plugin
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,6 +175,24 @@ class DNSServer:
         return upstream[0] == self.listen or (wildcard and ipaddress.ip_address(upstream[0]).is_loopback)
 
     # ---- one query ---------------------------------------------------------------------------
+    def apply_corefile(self, corefile: Corefile) -> None:
+        """Serve as `corefile` says from now on: the cluster zone's ttl and pods mode come from its
+        kubernetes plugin, forwarding from each server block's forward plugin."""
+        forwards = {}
+        for block in corefile.blocks:
+            if block.forward is not None:
+                forwards[id(block.forward)] = [u for u in map(parse_upstream, block.forward.upstreams)
+                                               if not self._is_self(u)]
+            if block.kubernetes is not None and any(self.zone.origin.is_subdomain(z) for z in block.kubernetes.zones):
+                self.zone.set_ttl(block.kubernetes.ttl)
+                self.zone.pods = block.kubernetes.pods
+        root = corefile.block_for(dns.name.root)
+        if root is not None and root.forward is not None and root.forward.max_concurrent:
+            self.max_concurrent = root.forward.max_concurrent
+        self._forwards = forwards
+        self._logging = any(b.log for b in corefile.blocks)
+        self.corefile = corefile
+
     def handle(self, wire: bytes, max_size: int | None) -> bytes | asyncio.Task | None:
         """Reply bytes, a task that will produce them (forwarding), or None (drop the packet).
         max_size None means TCP; otherwise the UDP payload limit is taken from the query."""
@@ -185,20 +208,49 @@ class DNSServer:
             return self._error(q, dns.rcode.NOTIMP)
         limit = 65535 if max_size is None else max(UDP_MIN_PAYLOAD, q.payload if q.edns >= 0 else 0)
         question = q.question[0]
+        upstreams = self.upstreams
+        block = self.corefile.block_for(question.name) if self.corefile is not None else None
+        if self.corefile is not None:
+            if block is None:
+                return self._error(q, dns.rcode.REFUSED)  # no server block for the name, as CoreDNS
+            if block.hosts is not None:
+                found = self._hosts_answer(block.hosts, question.name, question.rdtype)
+                if found is not None:
+                    return self._render(self._response(q, found), limit)
         try:
-            ans = self.zone.answer(question.name, question.rdtype)
+            ans = None
+            if block is None or (block.kubernetes is not None
+                                 and any(question.name.is_subdomain(z) for z in block.kubernetes.zones)):
+                ans = self.zone.answer(question.name, question.rdtype)
         except Exception:
             log.exception("answering %s %s failed", question.name, dns.rdatatype.to_text(question.rdtype))
             ans = Answer(dns.rcode.SERVFAIL, [], [], [])
         if ans is not None and not self._needs_chase(ans, question.rdtype):
             return self._render(self._response(q, ans), limit)
+        if block is not None:
+            forward = block.forward
+            if forward is None or not question.name.is_subdomain(forward.zone):
+                return self._error(q, dns.rcode.SERVFAIL)  # no plugin takes the name
+            upstreams = self._forwards.get(id(forward), [])
         if self._inflight >= self.max_concurrent:
             return self._error(q, dns.rcode.REFUSED)
         self._inflight += 1  # counted before the task runs, so a burst cannot overshoot the cap
-        task = asyncio.get_running_loop().create_task(self._resolve_remote(q, ans, limit))
+        task = asyncio.get_running_loop().create_task(self._resolve_remote(q, ans, limit, upstreams))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    @staticmethod
+    def _hosts_answer(hosts: Hosts, name: dns.name.Name, qtype: int) -> Answer | None:
+        """The hosts plugin: A/AAAA for its names; a name it has answers NOERROR without records for
+        other types; an unknown name is NXDOMAIN, or passed on with fallthrough."""
+        ips = hosts.lookup(name)
+        if ips is None:
+            return None if hosts.fallthrough else Answer(dns.rcode.NXDOMAIN, [], [], [])
+        want = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}.get(qtype)
+        records = [ip for ip in ips if want is not None and ipaddress.ip_address(ip).version == want]
+        answer = [dns.rrset.from_text_list(name, hosts.ttl, "IN", qtype, records)] if records else []
+        return Answer(dns.rcode.NOERROR, answer, [], [])
 
     def _response(self, q: dns.message.Message, ans: Answer) -> dns.message.Message:
         r = dns.message.make_response(q, recursion_available=True)
@@ -218,17 +270,18 @@ class DNSServer:
         last = ans.answer[-1]
         return last.rdtype == dns.rdatatype.CNAME and not self.zone.is_authoritative(last[0].target)
 
-    async def _resolve_remote(self, q: dns.message.Message, ans: Answer | None, limit: int) -> bytes:
+    async def _resolve_remote(self, q: dns.message.Message, ans: Answer | None, limit: int,
+                              upstreams: list[tuple[str, int]] | None = None) -> bytes:
         try:
             if ans is not None:  # chase an ExternalName target
                 target = ans.answer[-1][0].target
                 sub = dns.message.make_query(target, q.question[0].rdtype)
-                upstream = await self._forward(sub)
+                upstream = await self._forward(sub, upstreams)
                 r = self._response(q, ans)
                 if upstream is not None and upstream.rcode() == dns.rcode.NOERROR:
                     r.answer.extend(upstream.answer)
                 return self._render(r, limit)
-            upstream = await self._forward(q)
+            upstream = await self._forward(q, upstreams)
             if upstream is None:
                 return self._error(q, dns.rcode.SERVFAIL)
             upstream.id = q.id
@@ -236,11 +289,12 @@ class DNSServer:
         finally:
             self._inflight -= 1
 
-    async def _forward(self, q: dns.message.Message) -> dns.message.Message | None:
+    async def _forward(self, q: dns.message.Message,
+                       upstreams: list[tuple[str, int]] | None = None) -> dns.message.Message | None:
         import dns.asyncquery  # only forwarding needs it; keeps start-up imports small
 
         now = asyncio.get_running_loop().time()
-        for host, port in self.upstreams:
+        for host, port in self.upstreams if upstreams is None else upstreams:
             # The kernel rate-limits the ICMP errors that make an unreachable upstream fail fast
             # (a burst of about five, then one a second from the node), so an upstream it called
             # out of reach is skipped for a while instead of asked again: every query in that
@@ -291,25 +345,51 @@ class DNSServer:
             return r.to_wire(max_size=limit)
 
     # ---- transports --------------------------------------------------------------------------
+    def _log_query(self, data: bytes, addr, proto: str, out: bytes, started: float) -> None:
+        """The log plugin's line for one query, with CoreDNS's fields: client, id, "type class name
+        proto size do bufsize", rcode, reply flags, reply size, duration."""
+        try:
+            q, r = dns.message.from_wire(data), dns.message.from_wire(out)
+        except Exception:
+            return
+        assert self.corefile is not None
+        question = q.question[0]
+        block = self.corefile.block_for(question.name)
+        if block is None or not block.log:
+            return
+        flags = ",".join(n for n, bit in (("qr", dns.flags.QR), ("aa", dns.flags.AA), ("tc", dns.flags.TC),
+                                         ("rd", dns.flags.RD), ("ra", dns.flags.RA)) if r.flags & bit)
+        edns = q.edns >= 0
+        queries_log.info('%s:%d - %d "%s %s %s %s %d %s %d" %s %s %d %.9fs', addr[0], addr[1], q.id,
+                         dns.rdatatype.to_text(question.rdtype), dns.rdataclass.to_text(question.rdclass),
+                         question.name, proto, len(data), str(edns and bool(q.ednsflags & dns.flags.DO)).lower(),
+                         q.payload if edns else UDP_MIN_PAYLOAD, dns.rcode.to_text(r.rcode()), flags, len(out),
+                         time.perf_counter() - started)
+
     def _on_datagram(self, data: bytes, addr, transport: asyncio.DatagramTransport) -> None:
+        started = time.perf_counter()
         try:
             out = self.handle(data, UDP_MIN_PAYLOAD)
         except Exception:
             log.exception("query from %s failed", addr)
             return
         if isinstance(out, bytes):
+            if self._logging:
+                self._log_query(data, addr, "udp", out, started)
             transport.sendto(out, addr)
         elif out is not None:
-            out.add_done_callback(lambda t: self._send_later(t, addr, transport))
+            out.add_done_callback(lambda t: self._send_later(t, data, addr, transport, started))
 
-    @staticmethod
-    def _send_later(task: asyncio.Task, addr, transport: asyncio.DatagramTransport) -> None:
+    def _send_later(self, task: asyncio.Task, data: bytes, addr, transport: asyncio.DatagramTransport,
+                    started: float) -> None:
         if task.cancelled():
             return
         if task.exception() is not None:
             log.error("forwarding for %s failed: %r", addr, task.exception())
             return
         if not transport.is_closing():
+            if self._logging:
+                self._log_query(data, addr, "udp", task.result(), started)
             transport.sendto(task.result(), addr)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -318,11 +398,14 @@ class DNSServer:
                 # RFC 1035 §4.2.2 framing: a two-byte length, then the message.
                 size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_SECONDS), "big")
                 data = await asyncio.wait_for(reader.readexactly(size), TCP_IDLE_SECONDS)
+                started = time.perf_counter()
                 out = self.handle(data, None)
                 if out is None:
                     break
                 if not isinstance(out, bytes):
                     out = await out
+                if self._logging:
+                    self._log_query(data, writer.get_extra_info("peername"), "tcp", out, started)
                 writer.write(len(out).to_bytes(2, "big") + out)
                 await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):

@@ -250,3 +250,41 @@ def test_an_upstream_out_of_reach_fails_lookups_at_once():
         assert "unreachable" in c.in_netns(node_ns, "ip", "route", "get", out_of_reach).stderr
     finally:
         c.down()
+
+
+def test_the_corefile_configmap_changes_the_server_as_the_docs_describe(cluster):
+    """kube-system/coredns holds the Corefile kubeadm installs; editing it (as "Customizing DNS
+    Service" and "Debugging DNS Resolution" do) changes the running servers within seconds: a
+    hosts entry answers, `log` shows the queries in `kubectl logs`, and a Corefile with a typo is
+    refused with CoreDNS's words while the previous one keeps serving."""
+    k = cluster.kubectl
+    pod = client_pod(k)
+    cm = json.loads(k("get", "configmap", "coredns", "-n", "kube-system", "-o", "json"))
+    original = cm["data"]["Corefile"]
+    assert "kubernetes cluster.local in-addr.arpa ip6.arpa {" in original and "forward . " in original
+
+    def put(corefile: str) -> None:
+        k("patch", "configmap", "coredns", "-n", "kube-system", "--type=merge", "-p",
+          json.dumps({"data": {"Corefile": corefile}}))
+
+    def logs() -> str:
+        return k("logs", "-n", "kube-system", "-l", "k8s-app=kube-dns", "--tail=-1", "--prefix")
+
+    try:
+        put(original.replace("    errors\n", "    errors\n    log\n    hosts {\n       192.0.2.9 printer.lab\n"
+                                               "       fallthrough\n    }\n", 1))
+        # Both replicas reload (each when its node has updated the volume): then the name answers
+        # whichever one the Service picks.
+        printer = "for i in 1 2 3 4 5 6; do dig +short printer.lab; done"
+        wait_for(lambda: k("exec", pod, "--", "sh", "-c", printer).split() == ["192.0.2.9"] * 6, 20, 0.5)
+        # The cluster's names still come from the kubernetes plugin, and outside names still go upstream.
+        assert k("exec", pod, "--", "dig", "+short", "kubernetes.default.svc.cluster.local").strip()
+        assert "outside.test" in k("exec", pod, "--", "getent", "hosts", "outside.test")
+        wait_for(lambda: '"A IN printer.lab. udp ' in logs(), 10, 0.5)
+        put(original.replace("    errors\n", "    errors\n    frobnicate\n", 1))
+        wait_for(lambda: "Unknown directive 'frobnicate'" in logs(), 15, 0.5)
+        assert k("exec", pod, "--", "sh", "-c", printer).split() == ["192.0.2.9"] * 6  # the old Corefile
+    finally:
+        put(original)
+    wait_for(lambda: k("exec", pod, "--", "sh", "-c", "for i in 1 2 3 4 5 6; do dig +short printer.lab; done")
+             .split() == [], 20, 0.5)

@@ -7,6 +7,7 @@ loop in a background thread, so the tests can use blocking clients as users do.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import shutil
 import socket
@@ -25,6 +26,7 @@ import dns.rrset
 import pytest
 
 from skiff.config import ClusterConfig
+from skiff.dns.corefile import parse as parse_corefile
 from skiff.dns.manifests import system_objects
 from skiff.dns.records import Zone
 from skiff.dns.server import DNSServer, parse_upstream
@@ -362,3 +364,61 @@ async def test_source_follows_the_api_server():
         await source.stop()
     finally:
         cp.cleanup()
+
+
+# ---- serving as the Corefile says ---------------------------------------------------------
+
+
+def corefile_for(upstream: str, extra: str = "", stub: str = "") -> str:
+    return f"""
+.:53 {{
+    errors
+    {extra}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 7
+    }}
+    forward . {upstream}
+}}
+{stub}
+"""
+
+
+def test_hosts_entries_answer_before_the_cluster_and_fall_through(env):
+    _, server, upstream = env
+    up = f"{server.upstreams[0][0]}:{server.upstreams[0][1]}"
+    server.apply_corefile(parse_corefile(corefile_for(up, extra="hosts {\n 192.0.2.99 printer.lab\n 2001:db8::9 printer.lab\n"
+                                                       " fallthrough\n }")))
+    assert answers(query(server, "printer.lab.")) == ["192.0.2.99"]
+    assert answers(query(server, "printer.lab.", T.AAAA)) == ["2001:db8::9"]
+    # Names hosts does not have go on: the cluster's, with the Corefile's ttl, and upstream.
+    r = query(server, "kubernetes.default.svc." + Z)
+    assert answers(r) == ["10.96.0.1"] and r.answer[0].ttl == 7
+    assert answers(query(server, "www.example.com.")) == ["192.0.2.1"]
+    # Without fallthrough, an unknown name is hosts' NXDOMAIN.
+    server.apply_corefile(parse_corefile(corefile_for(up, extra="hosts {\n 192.0.2.99 printer.lab\n }")))
+    assert query(server, "www.example.com.").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_stub_domain_goes_to_its_own_upstream(env):
+    _, server, upstream = env
+    up = f"{server.upstreams[0][0]}:{server.upstreams[0][1]}"
+    # The root block forwards nowhere useful; example.com has its own block with the real upstream.
+    server.apply_corefile(parse_corefile(corefile_for("127.0.0.1:9", stub=f"example.com:53 {{\n forward . {up}\n}}")))
+    assert answers(query(server, "www.example.com.")) == ["192.0.2.1"]
+    assert query(server, "www.example.org.").rcode() == dns.rcode.SERVFAIL
+    assert "www.example.org." not in upstream.queries
+
+
+def test_the_log_plugin_logs_each_query_as_coredns_does(env, caplog):
+    _, server, _ = env
+    up = f"{server.upstreams[0][0]}:{server.upstreams[0][1]}"
+    server.apply_corefile(parse_corefile(corefile_for(up, extra="log")))
+    with caplog.at_level(logging.INFO, logger="skiff.dns.log"):
+        query(server, "kubernetes.default.svc." + Z)
+        query(server, "nosuch.default.svc." + Z)
+    lines = [r.getMessage() for r in caplog.records if r.name == "skiff.dns.log"]
+    assert len(lines) == 2, lines
+    assert '"A IN kubernetes.default.svc.cluster.local. udp ' in lines[0] and " NOERROR qr,aa,rd,ra " in lines[0]
+    assert " NXDOMAIN " in lines[1]
