@@ -284,25 +284,20 @@ spec:
         k("delete", "pod", "with-init", "--now")
 
 
+def netexec_with_exec_probe(name: str, command: list[str], **probe) -> dict:
+    """An agnhost netexec pod whose readiness is an exec probe of `command`, every second."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/e2e-test-images/agnhost:2.53",
+                                     "args": ["netexec", "--http-port=8080"],
+                                     "readinessProbe": {"exec": {"command": command}, "periodSeconds": 1,
+                                                        **probe}}]}}
+
+
 def test_failing_readiness_probe_turns_pod_not_ready(cluster, tmp_path):
     k = cluster.kubectl
     flag = tmp_path / "ready"
     flag.write_text("ok")
-    manifest = f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: probed}}
-spec:
-  containers:
-  - name: app
-    image: registry.k8s.io/e2e-test-images/agnhost:2.53
-    args: ["netexec", "--http-port=8080"]
-    readinessProbe:
-      exec: {{command: ["cat", "{flag}"]}}
-      periodSeconds: 1
-      failureThreshold: 1
-"""
-    k("apply", "-f", "-", input=manifest)
+    k("apply", "-f", "-", input=json.dumps(netexec_with_exec_probe("probed", ["cat", str(flag)], failureThreshold=1)))
     try:
         wait_for(lambda: is_ready(json.loads(k("get", "pod", "probed", "-o", "json"))), 10)
         flag.unlink()
@@ -318,20 +313,8 @@ def test_exec_runs_the_image_s_own_program(cluster):
     # Upstream e2e tests `kubectl exec ... -- /agnhost connect ...`; here /agnhost is a built-in.
     # The readiness probe takes the same way (an exec probe of the image's program).
     k = cluster.kubectl
-    manifest = """
-apiVersion: v1
-kind: Pod
-metadata: {name: own-program}
-spec:
-  containers:
-  - name: app
-    image: registry.k8s.io/e2e-test-images/agnhost:2.53
-    args: ["netexec", "--http-port=8080"]
-    readinessProbe:
-      exec: {command: ["/agnhost", "connect", "127.0.0.1:8080", "--timeout=1s"]}
-      periodSeconds: 1
-"""
-    k("apply", "-f", "-", input=manifest)
+    probe = ["/agnhost", "connect", "127.0.0.1:8080", "--timeout=1s"]
+    k("apply", "-f", "-", input=json.dumps(netexec_with_exec_probe("own-program", probe)))
     try:
         pod = wait_for(lambda: (lambda p: p if is_ready(p) else None)(
             json.loads(k("get", "pod", "own-program", "-o", "json"))), 15)
