@@ -251,32 +251,3 @@ def parse(text: str, source: str = "Corefile") -> Corefile:
     if not blocks:
         raise CorefileError(f"{source}: no server blocks")
     return Corefile(tuple(blocks))
-
-
-def render_default(domain: str, ttl: int, upstreams: list[str]) -> str:
-    """The Corefile kubeadm (and kind) install, with Skiff's upstreams (or the pod's resolv.conf)."""
-    forward = " ".join(upstreams) if upstreams else "/etc/resolv.conf"
-    return f""".:53 {{
-    errors
-    health {{
-       lameduck 5s
-    }}
-    ready
-    kubernetes {domain} in-addr.arpa ip6.arpa {{
-       pods insecure
-       fallthrough in-addr.arpa ip6.arpa
-       ttl {ttl}
-    }}
-    prometheus :9153
-    forward . {forward} {{
-       max_concurrent 1000
-    }}
-    cache 30 {{
-       disable success {domain}
-       disable denial {domain}
-    }}
-    loop
-    reload
-    loadbalance
-}}
-"""

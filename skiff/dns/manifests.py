@@ -11,7 +11,6 @@ metrics port (9153), since the server exports no Prometheus metrics.
 from __future__ import annotations
 
 from skiff.config import ClusterConfig
-from skiff.dns.corefile import render_default
 
 NAMESPACE = "kube-system"
 LABELS = {"k8s-app": "kube-dns"}
@@ -116,9 +115,39 @@ def service_account() -> dict:
             "metadata": {"name": "coredns", "namespace": NAMESPACE}}
 
 
+def corefile(domain: str, ttl: int, upstreams: list[str]) -> str:
+    """The Corefile kubeadm (and kind) install, with Skiff's upstreams (or the pod's resolv.conf).
+    Here rather than in skiff.dns.corefile, which needs dnspython: `skiff up` imports this module."""
+    forward = " ".join(upstreams) if upstreams else "/etc/resolv.conf"
+    return f""".:53 {{
+    errors
+    health {{
+       lameduck 5s
+    }}
+    ready
+    kubernetes {domain} in-addr.arpa ip6.arpa {{
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl {ttl}
+    }}
+    prometheus :9153
+    forward . {forward} {{
+       max_concurrent 1000
+    }}
+    cache 30 {{
+       disable success {domain}
+       disable denial {domain}
+    }}
+    loop
+    reload
+    loadbalance
+}}
+"""
+
+
 def config_map(cfg: ClusterConfig) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": NAMESPACE},
-            "data": {"Corefile": render_default(cfg.cluster_domain, TTL, list(cfg.dns_upstreams))}}
+            "data": {"Corefile": corefile(cfg.cluster_domain, TTL, list(cfg.dns_upstreams))}}
 
 
 def system_objects(cfg: ClusterConfig, replicas: int = 2) -> list[dict]:

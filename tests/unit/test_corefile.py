@@ -6,7 +6,8 @@ from __future__ import annotations
 import dns.name
 import pytest
 
-from skiff.dns.corefile import CorefileError, parse, render_default
+from skiff.dns.corefile import CorefileError, parse
+from skiff.dns.manifests import corefile as render_default
 
 N = dns.name.from_text
 
