@@ -153,10 +153,7 @@ class Zone:
             return
         self.ttl = ttl
         self._soa = None
-        for name in [n for n, node in self._names.items() if node is not self._apex]:
-            if not any(name in owned for owned in self._owned.values()):
-                self._names.pop(name)  # the static names, made again below
-        self._static_names(self._dns_ips)
+        self._static_names(self._dns_ips)  # replaces the names it made before
         for key in list(self._services):
             self._rebuild(key)
 

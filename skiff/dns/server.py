@@ -27,7 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from skiff.dns.corefile import Corefile, Hosts
+from skiff.dns.corefile import Corefile, Forward, Hosts
 from skiff.dns.records import Answer, Zone
 from skiff.dns.resolvconf import nameservers
 
@@ -136,7 +136,7 @@ class DNSServer:
         self._unreachable_until: dict[tuple[str, int], float] = {}
         # The Corefile in force (None: the flags' behaviour, one zone and `forward .` upstreams).
         self.corefile: Corefile | None = None
-        self._forwards: dict[int, list[tuple[str, int]]] = {}  # id(Forward) -> parsed upstreams
+        self._forwards: dict[Forward, list[tuple[str, int]]] = {}  # each forward plugin's upstreams, parsed
         self._logging = False  # some server block has the log plugin
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -181,8 +181,8 @@ class DNSServer:
         forwards = {}
         for block in corefile.blocks:
             if block.forward is not None:
-                forwards[id(block.forward)] = [u for u in map(parse_upstream, block.forward.upstreams)
-                                               if not self._is_self(u)]
+                forwards[block.forward] = [u for u in map(parse_upstream, block.forward.upstreams)
+                                           if not self._is_self(u)]
             if block.kubernetes is not None and any(self.zone.origin.is_subdomain(z) for z in block.kubernetes.zones):
                 self.zone.set_ttl(block.kubernetes.ttl)
                 self.zone.pods = block.kubernetes.pods
@@ -231,7 +231,7 @@ class DNSServer:
             forward = block.forward
             if forward is None or not question.name.is_subdomain(forward.zone):
                 return self._error(q, dns.rcode.SERVFAIL)  # no plugin takes the name
-            upstreams = self._forwards.get(id(forward), [])
+            upstreams = self._forwards.get(forward, [])
         if self._inflight >= self.max_concurrent:
             return self._error(q, dns.rcode.REFUSED)
         self._inflight += 1  # counted before the task runs, so a burst cannot overshoot the cap

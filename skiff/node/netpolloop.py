@@ -58,25 +58,25 @@ class _Watched:
         if etype == "DELETED" and self._admitted.pop(key, None) is not None:
             self._changed.set()  # deleted before its status ever showed the IP the kubelet admitted
         # Status updates (conditions, restarts) are most pod events; they change nothing here.
-        if self.pods.get(key) == info:
-            return
-        if info is None:
-            self.pods.pop(key, None)
-        else:
-            self.pods[key] = info
-        self._changed.set()
+        if _replace(self.pods, key, info):
+            self._changed.set()
 
     def _on_namespace(self, etype: str, obj: dict, old: dict | None) -> None:
         meta = obj.get("metadata") or {}
-        name = meta.get("name") or ""
         labels = None if etype == "DELETED" else dict(meta.get("labels") or {})
-        if self.namespaces.get(name) == labels:
-            return
-        if labels is None:
-            self.namespaces.pop(name, None)
-        else:
-            self.namespaces[name] = labels
-        self._changed.set()
+        if _replace(self.namespaces, meta.get("name") or "", labels):
+            self._changed.set()
+
+
+def _replace(table: dict, key: str, value: object | None) -> bool:
+    """table[key] = value, or no entry when value is None; whether that changed anything."""
+    if table.get(key) == value:
+        return False
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
+    return True
 
 
 class NetworkPolicyLoop:
