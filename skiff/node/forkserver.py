@@ -51,6 +51,7 @@ import asyncio
 import contextlib
 import ctypes
 import errno
+import functools
 import io
 import itertools
 import json
@@ -69,6 +70,9 @@ from typing import NoReturn
 from skiff.lifetime import die_with_parent
 from skiff.net.ns import (
     MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
     MS_RDONLY,
     MS_REC,
     MS_SLAVE,
@@ -80,6 +84,7 @@ from skiff.net.ns import (
     unpin,
     write_sysctls,
 )
+from skiff.node import pidns
 from skiff.node.podmounts import VolumeMountError, mount_volumes
 from skiff.node.securitycontext import Credentials
 
@@ -202,7 +207,7 @@ class _MMMap(ctypes.Structure):
 
 
 _arg_blocks: list[ctypes.Array] = []  # must live as long as the process: the kernel reads them
-_layout: tuple[int, dict[str, int]] | None = None  # (pid it was read in, fields)
+_layout: dict[str, int] | None = None
 
 
 def _memory_layout() -> dict[str, int]:
@@ -210,7 +215,8 @@ def _memory_layout() -> dict[str, int]:
     forked child has its parent's, so the server reads them once (in serve) and its children
     skip generating and parsing /proc/self/stat."""
     global _layout
-    if _layout is None or _layout[0] not in (os.getpid(), os.getppid()):
+    # Only a fork passes the value on, and a forked child has its parent's layout.
+    if _layout is None:
         with open("/proc/self/stat", "rb") as f:
             stat = f.read()
         fields = stat[stat.rindex(b")") + 2:].split()
@@ -218,9 +224,9 @@ def _memory_layout() -> dict[str, int]:
         def field(n: int) -> int:  # proc(5) numbering; fields[0] is field 3
             return int(fields[n - 3])
 
-        _layout = (os.getpid(), {"start_code": field(26), "end_code": field(27), "start_stack": field(28),
-                                 "start_data": field(45), "end_data": field(46), "start_brk": field(47)})
-    return _layout[1]
+        _layout = {"start_code": field(26), "end_code": field(27), "start_stack": field(28),
+                   "start_data": field(45), "end_data": field(46), "start_brk": field(47)}
+    return _layout
 
 
 def set_process_args(argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -299,9 +305,10 @@ def _run_program(argv: list[str]) -> int:
     return code
 
 
-def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: int, server_pid: int,
+def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: int, server: tuple[int, int],
            listening: int | None = None) -> NoReturn:
-    """In the forked child: join the sandbox, then run the program. Never returns.
+    """In the forked child: join the sandbox, then run the program. Never returns. `server` is
+    the server's pid and a pidfd of it.
 
     `listening`, if given, is kept open for the program: the built-in images' server writes a
     line to it each time it has bound its listeners (skiff.images.server.LISTENING_FD), so the
@@ -309,12 +316,18 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        if not die_with_parent(signal.SIGKILL, server_pid):
+        if not die_with_parent(signal.SIGKILL, *server):
             os._exit(128 + signal.SIGKILL)
         os.setsid()
         for kind in _NS_ORDER:
             if kind in ns_fds:
                 setns(ns_fds[kind], kind)
+        if req.get("new_pidns") or req.get("pidns"):
+            # In a PID namespace that is not the host's: a mount namespace of its own (a copy of the
+            # pod's) whose /proc shows that namespace. Mounted on top of the pod's /proc, whose copy
+            # here is a slave with no peers, so nothing reaches the pod's or the host's view.
+            _check(_libc.unshare(_NS_FLAGS["mnt"]), "unshare(CLONE_NEWNS)")
+            mount("proc", "/proc", "proc", MS_NODEV | MS_NOEXEC | MS_NOSUID)
         if req.get("cwd"):
             os.chdir(req["cwd"])
         null = os.open(os.devnull, os.O_RDONLY)
@@ -371,8 +384,9 @@ def _child(req: dict, ns_fds: dict[str, int], out_fd: int, err_fd: int, sync_w: 
         os._exit(code)
 
 
-def _spawn(sock: socket.socket, pending: _Pending, req: dict, fds: list[int], server_pid: int) -> None:
+def _spawn(sock: socket.socket, pending: _Pending, req: dict, fds: list[int], server: tuple[int, int]) -> None:
     ns_fds: dict[str, int] = {}
+    pid_ns: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     try:
         if len(fds) not in (2, 3):
             raise ValueError(f"expected 2 or 3 file descriptors (stdout, stderr[, listening]), got {len(fds)}")
@@ -382,14 +396,22 @@ def _spawn(sock: socket.socket, pending: _Pending, req: dict, fds: list[int], se
             if kind not in _NS_FLAGS:
                 raise ValueError(f"unknown namespace kind {kind!r}")
             ns_fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if req.get("new_pidns"):
+            pid_ns = functools.partial(pidns.children_born_in, None)
+        elif req.get("pidns"):
+            pid_ns = functools.partial(pidns.children_born_in, str(req["pidns"]))
     except (OSError, ValueError) as exc:
         for fd in [*fds, *ns_fds.values()]:
             os.close(fd)
         _send(sock, {"op": "failed", "id": req.get("id"), "error": str(exc)})
         return
     listening = fds[2] if len(fds) == 3 else None
-    pending.fork(req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server_pid, listening),
-                 [*fds, *ns_fds.values()])
+    try:
+        with pid_ns():
+            pending.fork(req["id"], lambda sync_w: _child(req, ns_fds, fds[0], fds[1], sync_w, server, listening),
+                         [*fds, *ns_fds.values()])
+    except OSError as exc:  # the PID namespace: the fork, if it happened, is reported as usual
+        _send(sock, {"op": "failed", "id": req.get("id"), "error": str(exc)})
 
 
 class _Pending:
@@ -651,6 +673,7 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     me = os.getpid()
+    me_fd = os.pidfd_open(me)  # for children born in another PID namespace (see die_with_parent)
     pending = _Pending(sock, sel)
     own = {kind: os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in _NS_FLAGS}
     _send(sock, {"op": "ready", "pid": me})
@@ -681,7 +704,7 @@ def serve(sock: socket.socket, parent_pid: int, preload: Sequence[str] = PRELOAD
             if req.get("op") == "sandbox":
                 _make_sandbox(sock, req, fds, own)
             else:
-                _spawn(sock, pending, req, fds, me)
+                _spawn(sock, pending, req, fds, (me, me_fd))
         pending.reap()
 
 
@@ -870,11 +893,14 @@ class ForkServer:
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
                     namespaces: Mapping[str, str], stdout_fd: int, stderr_fd: int,
-                    listening_fd: int | None = None, creds: Credentials | None = None) -> ForkedChild:
+                    listening_fd: int | None = None, creds: Credentials | None = None,
+                    pid_namespace: str | None = None, new_pid_namespace: bool = False) -> ForkedChild:
         """Fork a child that joins `namespaces` (kind "net"/"uts"/"mnt" -> path), enters `cwd`,
         leads a new session, takes on `creds` (if any), writes to the given fds, and runs the
         built-in program `argv`. The program writes a line to `listening_fd` whenever it has
-        bound its listeners.
+        bound its listeners. The child is born in the PID namespace at path `pid_namespace`, or
+        with `new_pid_namespace` as PID 1 of a new one, with a mount namespace of its own (a copy of
+        the one it joins) whose /proc shows it; else in the server's.
 
         Raises SpawnFailed when the child cannot join the sandbox, ForkServerError when the
         server cannot be asked (the caller should then start the container some other way)."""
@@ -882,6 +908,10 @@ class ForkServer:
             raise ForkServerError(f"not a built-in program: {list(argv)!r}")
         fds = [stdout_fd, stderr_fd] + ([listening_fd] if listening_fd is not None else [])
         req = {"op": "spawn", "argv": list(argv), "env": dict(env), "cwd": cwd, "ns": dict(namespaces)}
+        if new_pid_namespace:
+            req["new_pidns"] = True
+        elif pid_namespace:
+            req["pidns"] = pid_namespace
         if creds is not None:
             req["creds"] = {"uid": creds.uid, "gid": creds.gid, "groups": list(creds.groups),
                             "no_new_privs": creds.no_new_privs,

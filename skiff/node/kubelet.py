@@ -52,7 +52,7 @@ from skiff.net.ns import (
     remove_pin_dir,
 )
 from skiff.net.plan import pod_gateway
-from skiff.node import envvars, lifecycle, probes, runtime, securitycontext, volumes
+from skiff.node import envvars, lifecycle, pidns, probes, runtime, securitycontext, volumes
 from skiff.node.atomicwriter import write_payload
 from skiff.node.podstatus import (
     RUNNING,
@@ -148,6 +148,9 @@ def _pod_label(pod: dict) -> str:
 
 
 DRAIN_SECONDS = 0.5
+# The sandbox image a runtime runs as the PID 1 of a pod that shares its PID namespace (containerd
+# 2.x's default).
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 EXIT_SHOWN_SECONDS = 1.0  # a crashed container's exit stays in its status this long before its back-off
 POST_START_TIMEOUT = 3600.0  # the kubelet sets none; a hook that never returns holds its container back
 
@@ -436,6 +439,7 @@ class PodWorker:
         self.containers = [record(c, False) for c in spec.get("containers") or []]
         self.view = PodView(host_ip=kubelet.node_ip)
         self.sandbox: Sandbox | None = None
+        self.pid_holder: ContainerProcess | None = None  # the pause process of a shared PID namespace
         self.procs: dict[str, ContainerProcess] = {}
         self.envs: dict[str, dict[str, str]] = {}
         self.creds: dict[str, securitycontext.Credentials | None] = {}  # who each container runs as
@@ -623,7 +627,9 @@ class PodWorker:
 
         async def run_exec(argv, timeout: float):
             assert sb is not None
-            return await exec_in_container(sb, list(argv), env, timeout=timeout, creds=creds, image=image)
+            proc = self.procs.get(name)
+            return await exec_in_container(sb, list(argv), env, timeout=timeout, creds=creds, image=image,
+                                           namespaces=proc.namespaces if proc is not None else None)
         return run_exec
 
     async def _kill(self, name: str, grace: float, message: str) -> None:
@@ -664,6 +670,12 @@ class PodWorker:
     async def _destroy_sandbox(self) -> None:
         sb, self.sandbox = self.sandbox, None
         self.view.sandbox_ready = False
+        holder, self.pid_holder = self.pid_holder, None
+        if holder is not None:
+            # Its namespace's processes go with it. Needed even where destroy_sandbox kills nothing:
+            # a hostNetwork pod without a fork server runs in the agent's own namespaces.
+            holder.signal(signal.SIGKILL)
+            await holder.wait()
         if sb is not None:
             await destroy_sandbox(sb)  # a hostNetwork one: its own namespaces only, never the node's
         if not self.pod.get("spec", {}).get("hostNetwork"):
@@ -675,6 +687,8 @@ class PodWorker:
             _parse_ts(self.pod["status"]["startTime"])
         self.mark_dirty()
         await self._create_sandbox()
+        if pidns.mode_of(self.pod) == pidns.POD:
+            await self._share_process_namespace()
         self.mark_dirty()
         for rec in self.inits:
             c, _ = self.spec_of(rec.name)
@@ -725,6 +739,23 @@ class PodWorker:
         self.view.sandbox_ready = True
         if self.volumes is not None:
             self.volumes.start_keeping()
+
+    async def _share_process_namespace(self) -> None:
+        """shareProcessNamespace: start the pod's pause process, PID 1 of the PID namespace all its
+        containers are born in (it reaps the orphans there), as a CRI runtime's sandbox does."""
+        sb = self.sandbox
+        assert sb is not None
+        pause = resolve(PAUSE_IMAGE, None, None)
+        delay = 0.2
+        while True:
+            try:
+                self.pid_holder = await start_container(sb, pause.argv, pause.env, None, os.devnull)
+                break
+            except ContainerStartError as e:
+                self.k.event(self.pod, "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {e}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        sb.pid_holder = self.pid_holder.pid
 
     async def _create_host_network_sandbox(self) -> None:
         """The node's network namespace, with a UTS namespace of the pod's own (the node's name, the
@@ -924,7 +955,8 @@ class PodWorker:
         rec.image_id = fake_image_id(rec.image)
         self.k.event(self.pod, "Normal", "Created", f"Created container: {rec.name}", fp)
         try:
-            proc = await start_container(sb, resolved.argv, full_env, c.get("workingDir") or None, path, creds)
+            proc = await start_container(sb, resolved.argv, full_env, c.get("workingDir") or None, path, creds,
+                                         pidns.mode_of(self.pod))
         except ContainerStartError as e:
             now = time.time()
             self.instances[rec.name] = instance
@@ -1416,6 +1448,12 @@ class PodResolver:
         """The image `kubectl exec` finds the container's own programs in (`/agnhost`)."""
         w = self._worker(namespace, pod)
         return w.images.get(container) if w is not None else None
+
+    def container_namespaces(self, namespace: str, pod: str, container: str) -> dict[str, str]:
+        """The container's own namespaces `kubectl exec` joins (its PID and mount namespaces)."""
+        w = self._worker(namespace, pod)
+        proc = w.procs.get(container) if w is not None else None
+        return dict(proc.namespaces) if proc is not None else {}
 
     def pod_ip(self, namespace: str, pod: str) -> str | None:
         w = self._worker(namespace, pod)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from skiff.images.registry import builtin_program
-from skiff.node import forkserver
+from skiff.node import forkserver, pidns
 from skiff.node.sandbox import Sandbox
 from skiff.node.securitycontext import Credentials, setpriv_argv
 
@@ -339,21 +339,35 @@ def _exit_code(returncode: int) -> int:
 
 
 def nsenter_argv(sandbox: Sandbox, argv: Sequence[str], working_dir: str | None = None,
-                 creds: Credentials | None = None) -> list[str]:
+                 creds: Credentials | None = None, namespaces: Mapping[str, str] | None = None,
+                 own_proc: bool = False) -> list[str]:
     """argv that runs `argv` inside the sandbox: its network, UTS (hostname) and mount namespaces,
-    as the user and groups of `creds` (through setpriv, once inside: root until then)."""
+    as the user and groups of `creds` (through setpriv, once inside: root until then).
+
+    `namespaces` (kind "mnt"/"pid" -> path) are a container's own, joined instead of the pod's
+    (ContainerProcess.namespaces: how exec enters a container). With `own_proc`, the program gets
+    a mount namespace of its own, a copy of the pod's, with a /proc of the PID namespace it was
+    born in (the container's own or the pod's: see skiff.node.pidns)."""
+    namespaces = namespaces or {}
     cmd = [
         "nsenter",
         f"--net={sandbox.netns_path}",
         f"--uts={sandbox.ns_path('uts')}",
-        f"--mount={sandbox.ns_path('mnt')}",
+        f"--mount={namespaces.get('mnt') or sandbox.ns_path('mnt')}",
     ]
+    if namespaces.get("pid"):
+        cmd.append(f"--pid={namespaces['pid']}")
     if working_dir:
         # In the pod's view (which has its volumes): --wd would open the host's directory.
         cmd.append(f"{_nsenter_wd_option()}={working_dir}")
+    cmd.append("--")
+    if own_proc:
+        # No --fork: the program is already in its PID namespace (PID 1 of its own), and stays the
+        # container's pid.
+        cmd += ["unshare", "--mount", "--propagation", "unchanged", "--mount-proc", "--"]
     if creds is not None:
-        return cmd + ["--", *setpriv_argv(creds), "--", *argv]
-    return cmd + ["--", *argv]
+        return cmd + [*setpriv_argv(creds), "--", *argv]
+    return cmd + list(argv)
 
 
 @functools.cache
@@ -435,7 +449,8 @@ class ContainerProcess:
     """A running (or finished) container process."""
 
     def __init__(self, pid: int, returncode: Awaitable[int], log: LogWriter, pumps: list[asyncio.Task],
-                 forked: bool = False, listening_fd: int | None = None):
+                 forked: bool = False, listening_fd: int | None = None,
+                 namespaces: Mapping[str, str] | None = None):
         # `returncode` resolves like Popen.returncode (-N for signal N) once the process is reaped,
         # by asyncio for our own children or by the fork server's report for forked ones.
         self._returncode = returncode
@@ -443,6 +458,8 @@ class ContainerProcess:
         self._pumps = pumps
         self.pid: int = pid
         self.forked = forked
+        # The container's own namespaces that exec joins instead of the pod's (see nsenter_argv).
+        self.namespaces: dict[str, str] = dict(namespaces or {})
         self.started_at: float = time.time()
         self.finished_at: float | None = None
         self.exit_code: int | None = None
@@ -515,6 +532,15 @@ class ContainerProcess:
             return await self.wait()
 
 
+def _own_namespaces(pid: int, pid_mode: str, sandbox: Sandbox) -> dict[str, str]:
+    """What exec joins to enter a container whose program has host pid `pid` (see nsenter_argv)."""
+    if pid_mode == pidns.CONTAINER:
+        return {"pid": f"/proc/{pid}/ns/pid", "mnt": f"/proc/{pid}/ns/mnt"}
+    if pid_mode == pidns.POD:
+        return {"pid": sandbox.ns_path("pid"), "mnt": f"/proc/{pid}/ns/mnt"}
+    return {}
+
+
 async def start_container(
     sandbox: Sandbox,
     argv: Sequence[str],
@@ -522,9 +548,10 @@ async def start_container(
     working_dir: str | None,
     log_path: str,
     creds: Credentials | None = None,
+    pid_mode: str = pidns.CONTAINER,
 ) -> ContainerProcess:
     """Start `argv` in the sandbox as `creds` (None: root), with stdout/stderr appended to
-    `log_path` in CRI format.
+    `log_path` in CRI format, in the PID namespace `pid_mode` says (skiff.node.pidns).
 
     The hostname is the sandbox's (a pod-level setting). Raises ContainerStartError when the
     program cannot be found or the working directory does not exist.
@@ -535,32 +562,59 @@ async def start_container(
     if server is not None and forkserver.is_builtin_argv(argv):
         if server.alive:
             try:
-                return await _start_forked(server, sandbox, argv, full_env, working_dir, log_path, creds)
+                return await _start_forked(server, sandbox, argv, full_env, working_dir, log_path, creds, pid_mode)
             except forkserver.ForkServerError as exc:
                 log.warning("fork server: %s; starting %s in %s with nsenter", exc, argv[3], sandbox.netns)
         else:
             log.warning("fork server gone (%s); starting %s in %s with nsenter", server.lost_reason, argv[3],
                         sandbox.netns)
-    writer = LogWriter(log_path)
+    cmd = nsenter_argv(sandbox, argv, working_dir, creds, own_proc=pid_mode != pidns.NODE)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *nsenter_argv(sandbox, argv, working_dir, creds),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=full_env,
-            start_new_session=True,
-            limit=MAX_LOG_LINE,
-        )
+        # Forked right here, between setting this thread's PID namespace for children and setting
+        # it back: an await in between would let other tasks fork there too.
+        born_in = contextlib.nullcontext() if pid_mode == pidns.NODE else pidns.children_born_in(
+            sandbox.ns_path("pid") if pid_mode == pidns.POD else None)
+        with born_in:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=full_env,
+                                    start_new_session=True)
     except OSError as exc:
-        writer.close()
+        for fd in (out_r, err_r):
+            os.close(fd)
         raise ContainerStartError(str(exc)) from exc
-    assert proc.stdout is not None and proc.stderr is not None
+    finally:
+        for fd in (out_w, err_w):
+            os.close(fd)
+    writer = LogWriter(log_path)
+    stdout = await _pipe_reader(out_r)
+    stderr = await _pipe_reader(err_r)
     pumps = [
-        asyncio.ensure_future(_pump(proc.stdout, "stdout", writer)),
-        asyncio.ensure_future(_pump(proc.stderr, "stderr", writer)),
+        asyncio.ensure_future(_pump(stdout, "stdout", writer)),
+        asyncio.ensure_future(_pump(stderr, "stderr", writer)),
     ]
-    return ContainerProcess(proc.pid, proc.wait(), writer, pumps)
+    return ContainerProcess(proc.pid, _reaped(proc), writer, pumps,
+                            namespaces=_own_namespaces(proc.pid, pid_mode, sandbox))
+
+
+async def _reaped(proc: subprocess.Popen) -> int:
+    """`proc`'s return code once it has ended, waited for with a pidfd (no thread, no signal
+    handler). Holding `proc` until then also keeps subprocess from reaping it behind our back."""
+    loop = asyncio.get_running_loop()
+    fd = os.pidfd_open(proc.pid)
+    ended = loop.create_future()
+    loop.add_reader(fd, _resolve, ended)
+    try:
+        await ended
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    return proc.wait()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 # ---- built-ins through the fork server ---------------------------------------------------------------
@@ -588,7 +642,7 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
 
 async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: Sequence[str],
                         env: Mapping[str, str], working_dir: str | None, log_path: str,
-                        creds: Credentials | None = None) -> ContainerProcess:
+                        creds: Credentials | None = None, pid_mode: str = pidns.CONTAINER) -> ContainerProcess:
     namespaces = {"net": sandbox.netns_path, "uts": sandbox.ns_path("uts"), "mnt": sandbox.ns_path("mnt")}
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -597,7 +651,9 @@ async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: S
     started = False
     try:
         try:
-            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w, listen_w, creds)
+            child = await server.spawn(argv, env, working_dir, namespaces, out_w, err_w, listen_w, creds,
+                                       pid_namespace=sandbox.ns_path("pid") if pid_mode == pidns.POD else None,
+                                       new_pid_namespace=pid_mode == pidns.CONTAINER)
         finally:
             # The server holds its own copies now (or the request failed): ours would keep the
             # pipes from ever reaching EOF.
@@ -616,7 +672,8 @@ async def _start_forked(server: forkserver.ForkServer, sandbox: Sandbox, argv: S
         asyncio.ensure_future(_pump(stdout, "stdout", writer)),
         asyncio.ensure_future(_pump(stderr, "stderr", writer)),
     ]
-    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True, listening_fd=listen_r)
+    return ContainerProcess(child.pid, child.wait(), writer, pumps, forked=True, listening_fd=listen_r,
+                            namespaces=_own_namespaces(child.pid, pid_mode, sandbox))
 
 
 @dataclass
@@ -635,9 +692,11 @@ async def exec_in_container(
     timeout: float | None = None,
     creds: Credentials | None = None,
     image: str | None = None,
+    namespaces: Mapping[str, str] | None = None,
 ) -> ExecResult:
     """Run a command in the sandbox and collect its output (exec probes, non-interactive exec);
-    `image`, the container's, lets the command be one of its programs (see exec_argv).
+    `image`, the container's, lets the command be one of its programs (see exec_argv), and
+    `namespaces` are the container's own (ContainerProcess.namespaces).
 
     For interactive `kubectl exec`, spawn nsenter_argv(...) with exec_argv(container_env(...)) yourself and
     stream its pipes. On timeout the command's process group is killed and TimeoutError raised.
@@ -650,7 +709,7 @@ async def exec_in_container(
         code = 127 if "not found" in str(exc) else 126
         return ExecResult(code, b"", str(exc).encode() + b"\n")
     proc = await asyncio.create_subprocess_exec(
-        *nsenter_argv(sandbox, argv, working_dir, creds),
+        *nsenter_argv(sandbox, argv, working_dir, creds, namespaces),
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -125,6 +125,8 @@ class Sandbox:
     host_veth: str  # the veth end inside the node's namespace
     pause_pid: int  # the process holding the namespaces; 0 when they are pinned
     created_at: float = 0.0
+    # PID 1 of the PID namespace its containers share (shareProcessNamespace), else 0.
+    pid_holder: int = 0
 
     @property
     def pinned(self) -> bool:
@@ -148,8 +150,12 @@ class Sandbox:
         return netns_path(self.netns)
 
     def ns_path(self, kind: str) -> str:
-        """Path of one of the sandbox's namespaces ("uts", "mnt", "net"): its pin, or the holder's
-        /proc entry."""
+        """Path of one of the sandbox's namespaces ("uts", "mnt", "net"; "pid" when its containers
+        share one): its pin, or the holder's /proc entry."""
+        if kind == "pid":
+            if not self.pid_holder:
+                raise ValueError(f"the containers of sandbox {self.netns} share no PID namespace")
+            return f"/proc/{self.pid_holder}/ns/pid"
         if kind == "net" and self.host_network:
             return self.netns_path
         if self.pinned:
@@ -449,8 +455,10 @@ async def create_host_network_sandbox(server: ForkServer | None, node_netns: str
 
 
 def _destroy_host_network_sync(sandbox: Sandbox) -> None:
-    # Only what is in the pod's own mount namespace: the node's network namespace stays untouched.
-    kill_namespace_processes(sandbox.ns_path("mnt"), "mnt")
+    # Only what is in the pod's own UTS namespace, which all its containers and exec sessions
+    # join (containers have mount namespaces of their own): the node's network namespace stays
+    # untouched.
+    kill_namespace_processes(sandbox.ns_path("uts"), "uts")
     remove_ns_pins(sandbox.pin_name)
 
 

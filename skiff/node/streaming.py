@@ -242,7 +242,8 @@ class StreamingServer:
             stdin=_flag(request, "stdin"), stdout=_flag(request, "stdout"),
             stderr=_flag(request, "stderr") and not tty, tty=tty,
             creds=self.resolver.container_credentials(ns, pod, container),
-            image=self.resolver.container_image(ns, pod, container)))
+            image=self.resolver.container_image(ns, pod, container),
+            namespaces=self.resolver.container_namespaces(ns, pod, container)))
         return ws
 
     async def attach(self, request: web.Request) -> web.StreamResponse:

@@ -140,10 +140,12 @@ async def serve_exec(
     tty: bool,
     creds: Credentials | None = None,
     image: str | None = None,
+    namespaces: Mapping[str, str] | None = None,
 ) -> int | None:
     """Run `argv` in the sandbox, as `creds` (the container's user; None: root), for a prepared
     WebSocket; returns the exit code (None: not started). `image`, the container's, lets `argv`
-    be one of its programs (runtime.exec_argv)."""
+    be one of its programs (runtime.exec_argv); `namespaces` are the container's own, which the
+    command joins (runtime.ContainerProcess.namespaces)."""
     sender = _Sender(ws)
     full_env = runtime.container_env(sandbox, env) if sandbox is not None else dict(env or {})
     # Statuses keep naming `argv`: it is the command the user asked for, built-in or not.
@@ -153,7 +155,7 @@ async def serve_exec(
         await _finish(sender, protocol, execproto.internal_error_status(problem))
         return None
     assert sandbox is not None
-    cmd = runtime.nsenter_argv(sandbox, run_argv, creds=creds)
+    cmd = runtime.nsenter_argv(sandbox, run_argv, creds=creds, namespaces=namespaces)
     pty: _Pty | None = None
     first: aiohttp.WSMessage | None = None
     try:

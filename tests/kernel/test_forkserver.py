@@ -87,6 +87,18 @@ def http_get(url: str) -> str:
         return r.read().decode()
 
 
+def own_pid_namespace(pid: int) -> list[int]:
+    """The pids of process `pid`, from the host's PID namespace down to its own (NSpid)."""
+    with open(f"/proc/{pid}/status") as f:
+        line = next(line for line in f if line.startswith("NSpid:"))
+    return [int(n) for n in line.split()[1:]]
+
+
+def proc_entries(pid: int) -> list[str]:
+    """The processes the /proc of process `pid`'s mount namespace lists."""
+    return sorted(e for e in os.listdir(f"/proc/{pid}/root/proc") if e.isdigit())
+
+
 def netns_pids(netns: str) -> list[int]:
     out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -105,10 +117,15 @@ async def test_forked_container_is_in_the_sandbox_and_behaves_like_nsenter(netwo
         timings[how] = (time.perf_counter() - t0) * 1000
         procs[how] = proc
         assert proc.forked == (how == "forkserver")
-        # The process is where a container is: the pod's namespaces, its own process group, the
-        # container's directory, and a command line that names the image.
-        for kind in ("net", "uts", "mnt"):
+        # The process is where a container is: the pod's namespaces, PID 1 of its own PID
+        # namespace with a /proc of it, its own process group, the container's directory, and a
+        # command line that names the image.
+        for kind in ("net", "uts"):
             assert os.stat(f"/proc/{proc.pid}/ns/{kind}").st_ino == os.stat(sandbox.ns_path(kind)).st_ino
+        assert own_pid_namespace(proc.pid) == [proc.pid, 1]
+        assert os.stat(f"/proc/{proc.pid}/ns/mnt").st_ino not in (
+            os.stat(sandbox.ns_path("mnt")).st_ino, os.stat("/proc/self/ns/mnt").st_ino)
+        assert proc_entries(proc.pid) == ["1"]
         assert proc.pid in netns_pids(sandbox.netns)
         assert os.getpgid(proc.pid) == proc.pid and os.getsid(proc.pid) == proc.pid
         assert os.readlink(f"/proc/{proc.pid}/cwd") == str(tmp_path)

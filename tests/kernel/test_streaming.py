@@ -91,6 +91,11 @@ class Resolver:
     def container_image(self, namespace, pod, container):
         return None  # no image: commands run as the host has them
 
+    def container_namespaces(self, namespace, pod, container):
+        p = self._pod(namespace, pod)
+        c = p.containers.get(container) if p else None
+        return dict(c.namespaces) if c is not None else {}
+
     def pod_ip(self, namespace, pod):
         p = self._pod(namespace, pod)
         return p.sandbox.ip if p else None

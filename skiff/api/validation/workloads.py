@@ -231,6 +231,10 @@ def validate_pod_spec(spec: dict, path: str, is_pod: bool) -> list[FieldError]:
         errs.append(required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
     errs += labels_errors(spec.get("nodeSelector"), f"{path}.nodeSelector")
     errs += _nonnegative(spec.get("activeDeadlineSeconds"), f"{path}.activeDeadlineSeconds")
+    if spec.get("shareProcessNamespace") is True and spec.get("hostPID") is True:
+        # Upstream keeps both in the internal PodSecurityContext, hence the path.
+        errs.append(invalid(f"{path}.securityContext.shareProcessNamespace", True,
+                            "ShareProcessNamespace and HostPID cannot both be enabled"))
     return errs
 
 
