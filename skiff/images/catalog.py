@@ -30,6 +30,9 @@ class ImageSpec:
     wrappers: dict[str, str | None] = field(default_factory=dict)
     # The tags that exist, when not every tag does (a reference with a digest is taken as it is).
     tags: tuple[str, ...] = ()
+    # Programs whose stand-in plays only the image's own command (an interpreter running the image's
+    # script): an exec of one in a running container means the real program, the host's if it has one.
+    host_first: tuple[str, ...] = ()
 
 
 def _builtin(program: str) -> tuple[str, ...]:
@@ -69,11 +72,11 @@ BUILTIN: tuple[ImageSpec, ...] = (
     ImageSpec(
         name="kubernetes-bootcamp", reference="gcr.io/google-samples/kubernetes-bootcamp:v1",
         repositories=("google-samples/kubernetes-bootcamp",), tags=("v1",),
-        cmd=("node", "server.js"), programs={"node": _builtin("kubernetes-bootcamp")}),
+        cmd=("node", "server.js"), programs={"node": _builtin("kubernetes-bootcamp")}, host_first=("node",)),
     ImageSpec(
         name="kubernetes-bootcamp", reference="jocatalin/kubernetes-bootcamp:v2",
         repositories=("jocatalin/kubernetes-bootcamp",), tags=("v1", "v2"),
-        cmd=("node", "server.js"), programs={"node": _builtin("kubernetes-bootcamp")}),
+        cmd=("node", "server.js"), programs={"node": _builtin("kubernetes-bootcamp")}, host_first=("node",)),
     ImageSpec(
         name="echo-server", reference="kicbase/echo-server:1.0", repositories=("kicbase/echo-server",),
         entrypoint=("/echo-server",), programs={"echo-server": _builtin("echo-server")}),

@@ -11,9 +11,11 @@ $NGINX_PORT changes the port. Arguments are nginx's command line (`nginx -g 'dae
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import os
 import posixpath
+import signal
 import sys
 import time
 
@@ -115,6 +117,48 @@ def serve_file(target: str, path: str) -> tuple[int, bytes, str, list[tuple[str,
                               ("ETag", f'"{int(stat.st_mtime):x}-{len(body):x}"'), ("Accept-Ranges", "bytes")]
 
 
+# `nginx -s <name>` and the signal the master process gets.
+SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reopen": signal.SIGUSR1, "reload": signal.SIGHUP}
+
+
+def _notice(text: str) -> str:
+    return f"{time.strftime('%Y/%m/%d %H:%M:%S')} [notice] {os.getpid()}#{os.getpid()}: {text}"
+
+
+def _master_pid() -> int | None:
+    """The lowest pid in this PID namespace running this image's nginx: PID 1 of a container's own
+    namespace, or the container's in a pod that shares one."""
+    for entry in sorted((e for e in os.listdir("/proc") if e.isdigit()), key=int):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args[1:4] == [b"-m", b"skiff.images", b"nginx"] and int(entry) != os.getpid():
+            return int(entry)
+    return None
+
+
+def send_signal(name: str) -> int:
+    """`nginx -s stop|quit|reopen|reload`: signal the master process. The real one finds it in
+    /run/nginx.pid; this image keeps no pid file on the node's disk, and finds it where a container
+    of the image has it, in the container's PID namespace."""
+    sig = SIGNALS.get(name)
+    if sig is None:
+        print(f'nginx: invalid option: "-s {name}"', file=sys.stderr)
+        return 1
+    master = _master_pid()
+    try:
+        if master is None:
+            raise FileNotFoundError
+        os.kill(master, sig)
+    except OSError:
+        print('nginx: [error] open() "/run/nginx.pid" failed (2: No such file or directory)', file=sys.stderr)
+        return 1
+    print(_notice("signal process started"), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str]) -> None:
     version = version_from_image(os.environ.get("SKIFF_IMAGE", ""))
     i = 0
@@ -129,8 +173,7 @@ def main(argv: list[str]) -> None:
             raise SystemExit(0)
         if arg in ("-g", "-c", "-p", "-e", "-s"):
             if arg == "-s":
-                print("nginx: [error] signals are not supported by Skiff's nginx image", file=sys.stderr)
-                raise SystemExit(1)
+                raise SystemExit(send_signal(argv[i + 1] if i + 1 < len(argv) else ""))
             i += 2
             continue
         if arg == "-q":
@@ -145,11 +188,16 @@ def main(argv: list[str]) -> None:
     etags = {path: f'"{int(mtime):x}-{len(body):x}"' for path, body in pages.items()}
     not_found = error_page(404, version)
     not_allowed = error_page(405, version)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            mounted = mounts_under(HTML_ROOT, f.read())
-    except OSError:
-        mounted = []
+    mounted: list[str] = []
+
+    def read_mounts() -> None:
+        try:
+            with open("/proc/self/mountinfo") as f:
+                mounted[:] = mounts_under(HTML_ROOT, f.read())
+        except OSError:
+            mounted.clear()
+
+    read_mounts()
 
     def from_volume(request: server.Request, target: str) -> server.Response:
         if request.method not in ("GET", "HEAD"):
@@ -188,5 +236,23 @@ def main(argv: list[str]) -> None:
         server.log("/docker-entrypoint.sh: Configuration complete; ready for start up")
         server.log(f"{stamp} [notice] {os.getpid()}#{os.getpid()}: nginx/{version}")
         server.log(f"{stamp} [notice] {os.getpid()}#{os.getpid()}: start worker processes")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+    def on_signal(sig: int) -> None:
+        # The master's answers to `nginx -s`, in its words.
+        name = signal.Signals(sig).name
+        if sig == signal.SIGHUP:
+            server.log(_notice(f"signal {int(sig)} ({name}) received, reconfiguring"))
+            server.log(_notice("reconfiguring"))
+            read_mounts()
+            server.log(_notice("start worker processes"))
+        elif sig == signal.SIGUSR1:
+            server.log(_notice(f"signal {int(sig)} ({name}) received, reopening logs"))
+            server.log(_notice("reopening logs"))
+        else:  # SIGQUIT: a graceful shutdown, which is what SIGTERM does here too
+            server.log(_notice(f"signal {int(sig)} ({name}) received, shutting down"))
+            os.kill(os.getpid(), signal.SIGTERM)
 
     server.run(start)

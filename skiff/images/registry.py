@@ -114,21 +114,24 @@ def resolve(image: str, command: list[str] | None, args: list[str] | None) -> Re
     return ResolvedImage(generic.host_argv(argv), {"PATH": IMAGE_PATH, **spec.env}, spec.name)
 
 
-def builtin_program(image: str, argv: Sequence[str]) -> ResolvedImage | None:
+def builtin_program(image: str, argv: Sequence[str], on_host: bool = False) -> ResolvedImage | None:
     """What resolve() runs for the command `argv` when its program is one of `image`'s own
-    (`/agnhost connect ...`): Skiff's stand-in, with the image's environment. None for any other
-    program, and for an image that is unknown or cannot be looked up.
+    (`/agnhost connect ...`, `nginx -s reload`): Skiff's stand-in, with the image's environment.
+    None for any other program, for an image that is unknown or cannot be looked up, and, when
+    the host has the program (`on_host`), for one whose stand-in plays only the image's own command
+    (ImageSpec.host_first: the bootcamp image's `node`).
 
     For commands run in an already started container (`kubectl exec`, exec probes and hooks),
-    where the image's programs exist only as built-ins; whether the host has a program of that
-    name is for the caller to weigh."""
+    where the image's programs exist only as built-ins."""
     try:
         spec = _find(parse(image))
     except (InvalidImageName, usermap.ImageMapError):
         # The container started, so its image resolved then; an exec must not fail on a lookup
         # that breaks later (an edited $SKIFF_IMAGE_MAP), only go without the built-in.
         return None
-    return _as_builtin(spec, image, list(argv)) if spec is not None and argv else None
+    if spec is None or not argv or (on_host and os.path.basename(argv[0]) in spec.host_first):
+        return None
+    return _as_builtin(spec, image, list(argv))
 
 
 def _as_builtin(spec: ImageSpec, image: str, argv: list[str]) -> ResolvedImage | None:

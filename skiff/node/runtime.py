@@ -392,12 +392,14 @@ def exec_argv(image: str | None, argv: Sequence[str], env: Mapping[str, str]) ->
     """The argv and environment that run `argv`, a command exec'd in a running container of `image`
     (kubectl exec, exec probes and hooks), given the container's environment `env`.
 
-    An image's own programs (`/agnhost`, `nginx`) exist here only as built-ins, so one that is not
-    on the PATH runs as resolve() would run it as the container's command, the image's environment
-    under the container's. Only when not on the PATH: an image may name its program like one the
-    host has (the bootcamp image's `node`), and an exec of that means the real one."""
-    if image and argv and shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) is None:
-        builtin = builtin_program(image, argv)
+    An image's own programs (`/agnhost`, `nginx`) exist here only as built-ins, so one runs as
+    resolve() would run it as the container's command, the image's environment under the
+    container's, even when the host has a program of that name (its nginx is not the one the
+    container runs). Not so for a stand-in that plays only the image's own command (the bootcamp
+    image's `node`): an exec of that means the real program, which the host may have."""
+    if image and argv:
+        on_host = shutil.which(argv[0], path=env.get("PATH", DEFAULT_PATH)) is not None
+        builtin = builtin_program(image, argv, on_host)
         if builtin is not None:
             return builtin.argv, {**builtin.env, **env}
     return list(argv), dict(env)

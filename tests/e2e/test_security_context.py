@@ -53,16 +53,16 @@ def wait_running(k, ns: str, name: str) -> None:
 
 def process_status(k, ns: str, name: str, cmdline: str | None) -> dict[str, str]:
     """/proc/<pid>/status fields of the pod's process running `cmdline` (None: its only process): found
-    from the host by its mount namespace, the pod's (pods share the machine's PID space, so the command
-    alone is not enough)."""
+    from the host by its UTS namespace, the pod's (each container has a PID and mount namespace of its
+    own, so the command alone is not enough)."""
     pod = pod_json(k, ns, name)
     node_netns = names.node_netns_name(pod["spec"]["nodeName"])
-    pin = ns_pin_path(names.pod_netns_name(node_netns, ns, name, pod["metadata"]["uid"]), "mnt")
+    pin = ns_pin_path(names.pod_netns_name(node_netns, ns, name, pod["metadata"]["uid"]), "uts")
     mine = os.stat(pin).st_ino
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.stat(f"/proc/{pid}/ns/mnt").st_ino == mine and cmdline in (None, open(f"/proc/{pid}/cmdline").read()):
+            if os.stat(f"/proc/{pid}/ns/uts").st_ino == mine and cmdline in (None, open(f"/proc/{pid}/cmdline").read()):
                 found.append(open(f"/proc/{pid}/status").read())
         except OSError:
             continue

@@ -15,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from skiff.images.registry import resolve
 from skiff.net.cleanup import destroy_cluster_network_sync
 from skiff.net.ipam import IPPool
 from skiff.net.nodes import node_netns
 from skiff.net.ns import call_in_netns, list_netns, netns_pids, pin_dir, run_in_netns_argv, sandbox_files_dir
+from skiff.node import pidns
 from skiff.node.forkserver import ForkServer
 from skiff.node.runtime import (
     ContainerStartError,
@@ -262,6 +264,68 @@ async def test_exit_codes_kill_and_process_groups(cluster, tmp_path):
     finally:
         await destroy_sandbox(sb)
     assert not sb.is_alive()
+
+
+async def _in(sb: Sandbox, proc, script: str) -> str:
+    """What `script` prints, run by sh as `kubectl exec` runs it in container `proc`."""
+    res = await exec_in_container(sb, ["sh", "-c", script], CLEAN_ENV, namespaces=proc.namespaces)
+    assert res.exit_code == 0, res.stderr
+    return res.stdout.decode()
+
+
+# The processes the /proc in view lists, as "pid command" lines; a zombie has no command line.
+PROCESSES = 'for d in /proc/[0-9]*; do echo "${d#/proc/} $(tr "\\0" " " < $d/cmdline)"; done'
+
+
+@needs_root
+async def test_pid_namespaces_of_containers(cluster, tmp_path):
+    sb = await new_sandbox(cluster, 0, "pids", "55555555")
+    started = []
+
+    async def start(argv, mode=pidns.CONTAINER):
+        proc = await start_container(sb, argv, CLEAN_ENV, None, str(tmp_path / f"{len(started)}.log"), pid_mode=mode)
+        started.append(proc)
+        return proc
+
+    try:
+        # Its own (the default): the program is PID 1, /proc lists only the container's processes,
+        # and the node's are out of sight and out of reach.
+        own = await start(["sleep", "300"])
+        seen = (await _in(sb, own, PROCESSES)).splitlines()
+        assert seen[0] == "1 sleep 300 " and all(int(line.split()[0]) < 10 for line in seen), seen
+        assert await _in(sb, own, f"kill -0 {os.getpid()} 2>/dev/null || echo unreachable") == "unreachable\n"
+        # PID 1 gets no signal it has no handler for from outside its namespace: the grace period
+        # runs out and it is killed. A shell that traps SIGTERM ends at once with its status.
+        t0 = time.monotonic()
+        assert await own.stop(grace_seconds=0.3) == 137 and time.monotonic() - t0 >= 0.3
+        trapping = await start(["sh", "-c", "trap 'exit 7' TERM; sleep 300 & wait"])
+        await asyncio.sleep(0.2)
+        t0 = time.monotonic()
+        assert await trapping.stop(grace_seconds=5) == 7 and time.monotonic() - t0 < 2
+
+        # hostPID: the node's (here the host's) PID namespace and /proc.
+        host = await start(["sleep", "300"], pidns.NODE)
+        seen = await _in(sb, host, f"cat /proc/1/comm; kill -0 {os.getpid()} && echo reachable")
+        assert seen == open("/proc/1/comm").read() + "reachable\n"
+
+        # shareProcessNamespace: PID 1 is the pod's pause, every container sees the others', a
+        # container's program is not PID 1 (SIGTERM ends sleep), and pause reaps the orphans.
+        pause = await start(resolve("registry.k8s.io/pause:3.10", None, None).argv)
+        sb.pid_holder = pause.pid
+        first = await start(["sleep", "301"], pidns.POD)
+        second = await start(["sh", "-c", "(sleep 0.2 &); exec sleep 302"], pidns.POD)
+        await asyncio.sleep(0.6)  # the orphaned sleep has ended
+        seen = await _in(sb, second, PROCESSES)
+        commands = [line.split(" ", 1)[1] for line in seen.splitlines()]
+        assert commands[0].endswith("-m skiff.images pause ") and "sleep 301 " in commands and "sleep 302 " in commands
+        assert "" not in commands, seen  # no zombie
+        t0 = time.monotonic()
+        assert await first.stop(grace_seconds=5) == 143 and time.monotonic() - t0 < 2
+        assert "sleep 301" not in await _in(sb, second, PROCESSES)
+    finally:
+        for proc in started:
+            await proc.stop(0)
+        await destroy_sandbox(sb)
 
 
 AGENT_SCRIPT = """

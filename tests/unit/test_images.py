@@ -142,7 +142,7 @@ def test_builtin_program_runs_an_image_s_own_program_as_resolve_does() -> None:
     assert registry.builtin_program(agnhost, []) is None
 
 
-def test_exec_uses_the_built_in_only_for_a_program_not_on_the_path(tmp_path) -> None:
+def test_exec_runs_an_image_s_own_program_as_its_built_in(tmp_path) -> None:
     from skiff.node.runtime import exec_argv
 
     bootcamp = "gcr.io/google-samples/kubernetes-bootcamp:v1"
@@ -157,6 +157,11 @@ def test_exec_uses_the_built_in_only_for_a_program_not_on_the_path(tmp_path) -> 
     assert env["PATH"] == str(empty) and env["MODE"] == "x" and env["SKIFF_IMAGE"] == bootcamp
     # a host that has `node` runs it: an exec of `node` there means the real one
     assert exec_argv(bootcamp, ["node", "-v"], {"PATH": str(with_node)}) == (["node", "-v"], {"PATH": str(with_node)})
+    # the nginx image's nginx is its built-in, even on a host that has an nginx of its own
+    (with_node / "nginx").write_text("#!/bin/sh\n")
+    (with_node / "nginx").chmod(0o755)
+    argv, _ = exec_argv("nginx:1.27", ["nginx", "-s", "reload"], {"PATH": str(with_node)})
+    assert argv == builtin("nginx", "-s", "reload")
     # no image known, or a missing program the image does not have: unchanged, to fail as before
     assert exec_argv(None, ["/agnhost"], {"PATH": str(empty)}) == (["/agnhost"], {"PATH": str(empty)})
     assert exec_argv(bootcamp, ["/agnhost"], {"PATH": str(empty)}) == (["/agnhost"], {"PATH": str(empty)})

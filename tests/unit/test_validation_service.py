@@ -332,6 +332,16 @@ def test_pod_container_checks():
     ]
 
 
+def test_a_pod_shares_its_process_namespace_or_the_nodes_not_both():
+    p = pod([{"name": "a", "image": "x"}])
+    p["spec"].update(hostPID=True, shareProcessNamespace=True)
+    assert msgs(validate_pod(p)) == [
+        "spec.securityContext.shareProcessNamespace: Invalid value: true: "
+        "ShareProcessNamespace and HostPID cannot both be enabled"]
+    p["spec"]["shareProcessNamespace"] = False
+    assert validate_pod(p) == []
+
+
 def test_a_template_needs_an_image_too_but_may_pad_it():
     def deploy(image: str) -> dict:
         d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},
