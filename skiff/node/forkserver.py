@@ -32,6 +32,10 @@ Design (chosen for being the simplest that keeps exit statuses exact):
   mounts made there too (skiff.node.podmounts, which explains how missing targets are made without
   touching the host); for sandboxes made without the server, a short-lived helper process
   (`--mount-volumes-of PID`) does the same in the holder process's mount namespace.
+- A container's PID namespace (skiff.node.pidns) is set on the server around the fork, so the
+  child is born as PID 1 of a new one (or in its pod's) and stays the server's child; it then
+  makes its own mount namespace with a /proc of that PID namespace. Being PID 1, it learns
+  whether the server still lives from a pidfd of it, as its parent's pid reads 0 there.
 - /proc/<pid>/cmdline (and environ) of a forked child would be the server's; the child points the
   kernel at new argument and environment blocks with prctl(PR_SET_MM_MAP) (no capability needed
   for that), so ps, pgrep and `ip netns pids` lookups see ``python -m skiff.images <program> ...``

@@ -1,9 +1,11 @@
 """The container process runtime: containers are processes inside their pod's sandbox.
 
 A container is started as ``nsenter --net=<pod netns> --uts=<pause> --mount=<pause> --wdns=<dir>
--- argv...``: nsenter joins the namespaces and then execs the program itself, so the container's
-pid is the program's pid, its hostname is the pod's, and /etc/resolv.conf and /etc/hosts are the
-pod's. Each container leads its own process group, which `stop` signals as a whole.
+-- unshare --mount --mount-proc -- argv...``, forked as PID 1 of a new PID namespace
+(skiff.node.pidns): nsenter joins the namespaces, unshare gives the program a mount namespace of
+its own with a /proc of that PID namespace, and both exec, so the container's pid is the program's
+pid, its hostname is the pod's, and /etc/resolv.conf and /etc/hosts are the pod's. Each container
+leads its own process group, which `stop` signals as a whole.
 
 Logs use the CRI format kubelet reads (one record per line):
 ``<RFC3339 timestamp, 9 fraction digits> <stdout|stderr> <F|P> <content>``, where P marks a piece
