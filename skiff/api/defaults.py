@@ -338,6 +338,19 @@ def _default_statefulset(sts: dict) -> None:
 
 # ---- networking, discovery -----------------------------------------------------------------
 
+def _default_job(job: dict) -> None:
+    # SetDefaults_Job: a Job without either count runs one pod to one completion.
+    spec = _dict(job, "spec")
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    _setdefault(spec, "parallelism", 1)
+    _setdefault(spec, "backoffLimit", 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6)
+    _set_if_empty(spec, "completionMode", "NonIndexed")
+    _setdefault(spec, "suspend", False)
+    _set_if_empty(spec, "podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
+    _default_template(job)
+
+
 def _default_network_policy(np: dict) -> None:
     spec = _dict(np, "spec")
     for direction in ("ingress", "egress"):
@@ -367,6 +380,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("apps/v1", "ReplicaSet"): _default_replicaset,
     ("apps/v1", "DaemonSet"): _default_daemonset,
     ("apps/v1", "StatefulSet"): _default_statefulset,
+    ("batch/v1", "Job"): _default_job,
     ("networking.k8s.io/v1", "NetworkPolicy"): _default_network_policy,
     ("discovery.k8s.io/v1", "EndpointSlice"): _default_endpointslice,
 }

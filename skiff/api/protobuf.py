@@ -32,6 +32,7 @@ CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 _PACKAGES = {
     "v1": "core.v1",
     "apps/v1": "apps.v1",
+    "batch/v1": "batch.v1",
     "networking.k8s.io/v1": "networking.v1",
     "discovery.k8s.io/v1": "discovery.v1",
     "coordination.k8s.io/v1": "coordination.v1",

@@ -77,6 +77,38 @@ MESSAGES: dict[str, str] = {
     ),
     "autoscaling.v1.ScaleSpec": "1 replicas int32 o",
     "autoscaling.v1.ScaleStatus": "1 replicas int32 -,2 selector string o",
+    "batch.v1.Job": "1 metadata meta.v1.ObjectMeta o,2 spec batch.v1.JobSpec o,3 status batch.v1.JobStatus o",
+    "batch.v1.JobCondition": (
+        "1 type string -,2 status string -,3 lastProbeTime meta.v1.Time o,"
+        "4 lastTransitionTime meta.v1.Time o,5 reason string o,6 message string o"
+    ),
+    "batch.v1.JobSpec": (
+        "1 parallelism int32 po,2 completions int32 po,3 activeDeadlineSeconds int64 po,"
+        "4 selector meta.v1.LabelSelector po,5 manualSelector bool po,6 template core.v1.PodTemplateSpec -,"
+        "7 backoffLimit int32 po,8 ttlSecondsAfterFinished int32 po,9 completionMode string po,"
+        "10 suspend bool po,11 podFailurePolicy batch.v1.PodFailurePolicy po,"
+        "12 backoffLimitPerIndex int32 po,13 maxFailedIndexes int32 po,14 podReplacementPolicy string po,"
+        "15 managedBy string po,16 successPolicy batch.v1.SuccessPolicy po"
+    ),
+    "batch.v1.JobStatus": (
+        "1 conditions batch.v1.JobCondition ro,2 startTime meta.v1.Time po,3 completionTime meta.v1.Time po,"
+        "4 active int32 o,5 succeeded int32 o,6 failed int32 o,7 completedIndexes string o,"
+        "8 uncountedTerminatedPods batch.v1.UncountedTerminatedPods po,9 ready int32 po,"
+        "10 failedIndexes string po,11 terminating int32 po"
+    ),
+    "batch.v1.JobTemplateSpec": "1 metadata meta.v1.ObjectMeta o,2 spec batch.v1.JobSpec o",
+    "batch.v1.PodFailurePolicy": "1 rules batch.v1.PodFailurePolicyRule r",
+    "batch.v1.PodFailurePolicyOnExitCodesRequirement": (
+        "1 containerName string po,2 operator string -,3 values int32 r"
+    ),
+    "batch.v1.PodFailurePolicyOnPodConditionsPattern": "1 type string -,2 status string -",
+    "batch.v1.PodFailurePolicyRule": (
+        "1 action string -,2 onExitCodes batch.v1.PodFailurePolicyOnExitCodesRequirement po,"
+        "3 onPodConditions batch.v1.PodFailurePolicyOnPodConditionsPattern ro"
+    ),
+    "batch.v1.SuccessPolicy": "1 rules batch.v1.SuccessPolicyRule r",
+    "batch.v1.SuccessPolicyRule": "1 succeededIndexes string po,2 succeededCount int32 po",
+    "batch.v1.UncountedTerminatedPods": "1 succeeded string ro,2 failed string ro",
     "coordination.v1.Lease": "1 metadata meta.v1.ObjectMeta o,2 spec coordination.v1.LeaseSpec o",
     "coordination.v1.LeaseSpec": (
         "1 holderIdentity string po,2 leaseDurationSeconds int32 po,3 acquireTime meta.v1.MicroTime po,"

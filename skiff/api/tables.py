@@ -323,6 +323,19 @@ _COLUMNS: dict[tuple[str, str], list[dict]] = {
         _col("Images", _IMAGES, priority=1),
         _col("Selector", _DOC["rs_selector"], priority=1),
     ],
+    ("batch", "Job"): [
+        _name(),
+        _col("Status", "Status of the job."),
+        _col("Completions", "The number of pods which reached phase Succeeded. The value increases monotonically for a "
+             "given spec. However, it may decrease in reaction to scale down of elastic indexed jobs."),
+        _col("Duration", "Time required to complete the job."),
+        _age(),
+        _col("Containers", _CONTAINERS, priority=1),
+        _col("Images", _IMAGES, priority=1),
+        _col("Selector", "A label query over pods that should match the pod count. Normally, the system sets this "
+             "field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/"
+             "#label-selectors", priority=1),
+    ],
     ("discovery.k8s.io", "EndpointSlice"): [
         _name(),
         _col("AddressType", _DOC["eps_address_type"]),
@@ -818,6 +831,37 @@ def _replica_set_cells(rs: dict, now: _dt.datetime) -> list:
             _format_label_selector(spec.get("selector"))]
 
 
+def _job_condition(job: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def _job_cells(job: dict, now: _dt.datetime) -> list:
+    meta, spec, status = _meta(job), job.get("spec") or {}, job.get("status") or {}
+    succeeded = status.get("succeeded", 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif (spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    started, finished = _parse_time(status.get("startTime")), _parse_time(status.get("completionTime"))
+    duration = ""
+    if started is not None:
+        duration = human_duration(((finished or now) - started).total_seconds())
+    # printJob's order: a finished Job says how it ended even while it is being deleted.
+    state = "Running"
+    for condition, shown in (("Complete", "Complete"), ("Failed", "Failed"), (None, "Terminating"),
+                             ("Suspended", "Suspended"), ("FailureTarget", "FailureTarget"),
+                             ("SuccessCriteriaMet", "SuccessCriteriaMet")):
+        if (meta.get("deletionTimestamp") if condition is None else _job_condition(job, condition)):
+            state = shown
+            break
+    template_spec = (spec.get("template") or {}).get("spec") or {}
+    return [meta.get("name", ""), state, completions, duration, _since(meta.get("creationTimestamp"), now),
+            *_containers_cells(template_spec.get("containers")), _format_label_selector(spec.get("selector"))]
+
+
 def _as_core_event(ev: dict) -> dict:
     """An events.k8s.io/v1 Event in core/v1 field names (both are one internal type upstream)."""
     return {
@@ -882,6 +926,7 @@ _ROWS: dict[tuple[str, str], Callable[[dict, _dt.datetime], list]] = {
     ("events.k8s.io", "Event"): lambda o, now: _event_cells(_as_core_event(o), now),
     ("apps", "Deployment"): _deployment_cells,
     ("apps", "ReplicaSet"): _replica_set_cells,
+    ("batch", "Job"): _job_cells,
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("networking.k8s.io", "IngressClass"): _ingress_class_cells,

@@ -22,6 +22,7 @@ CONTROLLERS = [
     "skiff.scheduler.scheduler",
     "skiff.controllers.deployment",
     "skiff.controllers.replicaset",
+    "skiff.controllers.job",
     "skiff.controllers.endpointslice",
     "skiff.controllers.endpointslicemirroring",
     "skiff.controllers.loadbalancer",

@@ -322,7 +322,7 @@ def test_garbled_bodies_are_400(body):
 
 def test_unknown_kind_and_missing_kind():
     with pytest.raises(APIError) as err:
-        decode(envelope("batch/v1", "Job", b""))
+        decode(envelope("batch/v1", "CronJob", b""))
     assert err.value.code == 415
     assert "application/json" in err.value.message
     with pytest.raises(APIError) as err:

@@ -524,6 +524,30 @@ def test_deployment_and_replicaset_cells():
     assert row_cells(info("apps", "ReplicaSet"), rs, NOW)[-1] == "<none>"
 
 
+def test_job_cells():
+    # printJob: completions, duration (to now while running), and the status its conditions say.
+    job = info("batch", "Job")
+    assert [c["name"] for c in column_definitions(job)] == [
+        "Name", "Status", "Completions", "Duration", "Age", "Containers", "Images", "Selector"]
+    template = {"spec": {"containers": [{"name": "pi", "image": "perl:5.34.0"}]}}
+    j = {"metadata": {"name": "pi", "creationTimestamp": ago(minutes=5)},
+         "spec": {"completions": 3, "parallelism": 1, "template": template,
+                  "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}}},
+         "status": {"succeeded": 1, "startTime": ago(minutes=4, seconds=30)}}
+    assert row_cells(job, j, NOW) == ["pi", "Running", "1/3", "4m30s", "5m", "pi", "perl:5.34.0",
+                                      "batch.kubernetes.io/controller-uid=u1"]
+    j["status"].update(succeeded=3, completionTime=ago(minutes=4),
+                       conditions=[{"type": "Complete", "status": "True"}])
+    assert row_cells(job, j, NOW)[1:4] == ["Complete", "3/3", "30s"]
+    queue = {"metadata": {"name": "q"}, "spec": {"parallelism": 2}, "status": {}}
+    assert row_cells(job, queue, NOW)[1:4] == ["Running", "0/1 of 2", ""]
+    queue["spec"]["parallelism"] = 1
+    queue["metadata"]["deletionTimestamp"] = ago(seconds=1)
+    assert row_cells(job, queue, NOW)[1:3] == ["Terminating", "0/1"]
+    queue["status"]["conditions"] = [{"type": "Failed", "status": "True"}]
+    assert row_cells(job, queue, NOW)[1] == "Failed"
+
+
 def test_node_cells():
     node = {
         "metadata": {

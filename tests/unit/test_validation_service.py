@@ -342,6 +342,51 @@ def test_a_pod_shares_its_process_namespace_or_the_nodes_not_both():
     assert validate_pod(p) == []
 
 
+def test_job_checks():
+    from skiff.api.resources import lookup
+    from skiff.api.validation.workloads import generate_job_selector, validate_job
+    from skiff.apiserver.strategy import validate
+
+    def job(**spec) -> dict:
+        j = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "default", "uid": "u1"},
+             "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}},
+                      **spec}}
+        generate_job_selector(j)
+        apply_defaults(j)
+        return j
+
+    ok = job()
+    assert ok["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": "u1"}}
+    assert ok["spec"]["template"]["metadata"]["labels"] == {
+        "batch.kubernetes.io/controller-uid": "u1", "batch.kubernetes.io/job-name": "j",
+        "controller-uid": "u1", "job-name": "j"}
+    assert validate(lookup("batch", "v1", "jobs"), ok, None) == []
+    forever = job()
+    forever["spec"]["template"]["spec"]["restartPolicy"] = "Always"
+    assert msgs(validate_job(forever)) == [
+        'spec.template.spec.restartPolicy: Unsupported value: "Always": supported values: "OnFailure", "Never"']
+    assert msgs(validate_job(job(completionMode="Indexed", completions=None, parallelism=2))) == [
+        "spec.completions: Required value: when completion mode is Indexed"]
+    assert msgs(validate_job(job(selector={"matchLabels": {"a": "b"}}))) == [
+        'spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"a":"b", '
+        '"batch.kubernetes.io/controller-uid":"u1"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: '
+        "selector not auto-generated",
+        'spec.template.metadata.labels: Invalid value: map[string]string{"batch.kubernetes.io/controller-uid":"u1", '
+        '"batch.kubernetes.io/job-name":"j", "controller-uid":"u1", "job-name":"j"}: '
+        "`selector` does not match template `labels`"]
+    assert msgs(validate_job(job(backoffLimit=-1))) == ["spec.backoffLimit: Invalid value: -1: must be greater "
+                                                       "than or equal to 0"]
+    changed = job()
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "y"
+    changed["spec"]["completions"] = 2
+    assert msgs(validate_job(changed, ok)) == [
+        "spec.completions: Invalid value: 2: field is immutable",
+        "spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable"]
+    scaled = job()
+    scaled["spec"]["parallelism"] = 5
+    assert validate_job(scaled, ok) == []  # parallelism may change
+
+
 def test_a_template_needs_an_image_too_but_may_pad_it():
     def deploy(image: str) -> dict:
         d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},

@@ -398,3 +398,95 @@ def validate_replicaset(rs: dict, old: dict | None = None) -> list[FieldError]:
     errs += sel_errs
     errs += _validate_template(spec, selector, "spec")
     return errs + _selector_immutable(rs, old)
+
+
+# ---- Job -------------------------------------------------------------------------------------
+
+# The labels the API server puts on a Job's pod template and selects its pods by (and their
+# pre-1.27 names, which it still sets).
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+_LEGACY_JOB_LABELS = {"controller-uid": JOB_UID_LABEL, "job-name": JOB_NAME_LABEL}
+JOB_RESTART_POLICIES = ["OnFailure", "Never"]
+COMPLETION_MODES = ["NonIndexed", "Indexed"]
+
+
+def generate_job_selector(job: dict) -> None:
+    """What the Job strategy does at create unless `manualSelector` is true: label the template with
+    the Job's name and uid and select by the uid. A selector the user wrote that says otherwise is
+    refused by validate_job."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector") is True:
+        return
+    md = job["metadata"]
+    template = spec.setdefault("template", {})
+    if not isinstance(template, dict):
+        return
+    tmeta = template.setdefault("metadata", {})
+    labels = tmeta.setdefault("labels", {}) if isinstance(tmeta, dict) else None
+    if not isinstance(labels, dict):
+        return
+    values = {JOB_UID_LABEL: md.get("uid", ""), JOB_NAME_LABEL: md.get("name", "")}
+    for key in ("controller-uid", JOB_UID_LABEL, "job-name", JOB_NAME_LABEL):
+        labels.setdefault(key, values[_LEGACY_JOB_LABELS.get(key, key)])
+    selector = spec.get("selector")
+    if selector is None:
+        selector = spec["selector"] = {}
+    if isinstance(selector, dict):
+        match = selector.setdefault("matchLabels", {})
+        if isinstance(match, dict):
+            match.setdefault(JOB_UID_LABEL, md.get("uid", ""))
+
+
+def validate_job(job: dict, old: dict | None = None) -> list[FieldError]:
+    """ValidateJob's common checks: counts, completion mode, the generated selector, the template
+    (which must not restart its pods forever), and what an update may not change."""
+    spec = _d(job.get("spec"))
+    errs: list[FieldError] = []
+    for field in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+        errs += _nonnegative(spec.get(field), f"spec.{field}")
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and (not isinstance(deadline, int) or deadline <= 0):
+        errs.append(invalid("spec.activeDeadlineSeconds", deadline, "must be greater than 0"))
+    mode = spec.get("completionMode") or ""
+    if mode not in COMPLETION_MODES:
+        errs.append(not_supported("spec.completionMode", mode, COMPLETION_MODES))
+    elif mode == "Indexed" and spec.get("completions") is None:
+        errs.append(required("spec.completions", "when completion mode is Indexed"))
+    selector = spec.get("selector")
+    if not isinstance(selector, dict):
+        errs.append(required("spec.selector"))
+        selector = None
+    else:
+        errs += validate_label_selector(selector, "spec.selector")
+        if spec.get("manualSelector") is not True:
+            uid = _d(job.get("metadata")).get("uid", "")
+            if selector != {"matchLabels": {JOB_UID_LABEL: uid}}:
+                errs.append(invalid_go("spec.selector", selector, go_label_selector(selector),
+                                       "selector not auto-generated"))
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        errs.append(required("spec.template"))
+    else:
+        labels = _d(template.get("metadata")).get("labels")
+        if selector is not None and (selector.get("matchLabels") or selector.get("matchExpressions")) \
+                and not selector_matches(selector, labels):
+            errs.append(invalid_go("spec.template.metadata.labels", labels, go_string_map(labels),
+                                   "`selector` does not match template `labels`"))
+        errs += labels_errors(labels, "spec.template.metadata.labels")
+        tspec = _d(template.get("spec"))
+        errs += validate_pod_spec(tspec, "spec.template.spec", is_pod=False)
+        restart = tspec.get("restartPolicy") or ""
+        if restart in RESTART_POLICIES and restart not in JOB_RESTART_POLICIES:
+            errs.append(not_supported("spec.template.spec.restartPolicy", restart, JOB_RESTART_POLICIES))
+    if old is not None:
+        old_spec = _d(old.get("spec"))
+        errs += _selector_immutable(job, old)
+        for field in ("completionMode", "manualSelector"):
+            if spec.get(field) != old_spec.get(field):
+                errs.append(invalid(f"spec.{field}", spec.get(field), IMMUTABLE))
+        if mode == "NonIndexed" and spec.get("completions") != old_spec.get("completions"):
+            errs.append(invalid("spec.completions", spec.get("completions"), IMMUTABLE))
+        if template != old_spec.get("template"):
+            errs.append(invalid_go("spec.template", template, "core.PodTemplateSpec{...}", IMMUTABLE))
+    return errs
