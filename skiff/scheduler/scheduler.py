@@ -1,7 +1,7 @@
 """The scheduler: binds pending pods to Ready nodes.
 
 Filters as kube-scheduler does for the fields Skiff supports (unschedulable, NoSchedule taints and
-tolerations, node readiness, nodeSelector), then scores by spreading: fewest pods of the same owner
+tolerations, node readiness, nodeSelector and required node affinity), then scores by spreading: fewest pods of the same owner
 on the node first, then fewest pods overall.
 
 A pod that fits no node gets one FailedScheduling event per attempt and the PodScheduled=False
@@ -70,9 +70,49 @@ def _ready(pod: dict, node: dict) -> str | None:
     return None if node_is_ready(node) else "node(s) were not ready"
 
 
+def _requirement_holds(req: dict, values_of: Callable[[str], str | None]) -> bool:
+    """One NodeSelectorRequirement: In, NotIn, Exists, DoesNotExist, Gt and Lt (integers)."""
+    value, op, wanted = values_of(req.get("key", "")), req.get("operator"), req.get("values") or []
+    if op == "In":
+        return value is not None and value in wanted
+    if op == "NotIn":
+        return value is None or value not in wanted
+    if op == "Exists":
+        return value is not None
+    if op == "DoesNotExist":
+        return value is None
+    if op in ("Gt", "Lt") and value is not None and len(wanted) == 1:
+        try:
+            have, bound = int(value), int(wanted[0])
+        except ValueError:
+            return False
+        return have > bound if op == "Gt" else have < bound
+    return False
+
+
+def node_affinity_matches(pod: dict, node: dict) -> bool:
+    """requiredDuringSchedulingIgnoredDuringExecution: any one term, all of a term's label
+    expressions and field expressions (only metadata.name exists)."""
+    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if not required:
+        return True
+    labels = node["metadata"].get("labels") or {}
+    fields = {"metadata.name": node["metadata"].get("name")}
+    for term in required.get("nodeSelectorTerms") or []:
+        exprs, field_exprs = term.get("matchExpressions") or [], term.get("matchFields") or []
+        if not exprs and not field_exprs:
+            continue  # an empty term matches nothing
+        if all(_requirement_holds(r, labels.get) for r in exprs) and \
+                all(_requirement_holds(r, fields.get) for r in field_exprs):
+            return True
+    return False
+
+
 def _selector(pod: dict, node: dict) -> str | None:
     labels = node["metadata"].get("labels") or {}
-    if any(labels.get(k) != v for k, v in (pod.get("spec", {}).get("nodeSelector") or {}).items()):
+    if any(labels.get(k) != v for k, v in (pod.get("spec", {}).get("nodeSelector") or {}).items()) or \
+            not node_affinity_matches(pod, node):
         return "node(s) didn't match Pod's node affinity/selector"
     return None
 

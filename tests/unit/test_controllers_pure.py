@@ -40,6 +40,31 @@ def test_scheduler_filters_readiness_selector_taints():
     assert "c" in [n["metadata"]["name"] for n in ok]
 
 
+def test_scheduler_honours_required_node_affinity():
+    nodes = [node("a", labels={"zone": "z1", "gpus": "2"}), node("b", labels={"zone": "z2"}), node("c")]
+
+    def fits(*terms) -> list[str]:
+        affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}}}
+        ok, reasons = scheduler.filter_nodes(pod("p", affinity=affinity), nodes)
+        if len(ok) < len(nodes):
+            assert reasons == {"node(s) didn't match Pod's node affinity/selector": len(nodes) - len(ok)}
+        return [n["metadata"]["name"] for n in ok]
+
+    assert fits({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1", "z2"]}]}) == ["a", "b"]
+    assert fits({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1"]}]}) == ["b", "c"]
+    assert fits({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}) == ["c"]
+    assert fits({"matchExpressions": [{"key": "gpus", "operator": "Gt", "values": ["1"]}]}) == ["a"]
+    # terms are ORed, a term's expressions ANDed; matchFields names the node (what DaemonSets use)
+    assert fits({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["c"]}]},
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}) == ["b", "c"]
+    assert fits({"matchExpressions": [{"key": "zone", "operator": "Exists"}],
+                 "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["a"]}]}) == ["b"]
+    assert fits({}) == []  # an empty term matches no node
+    preferred = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z9"]}]}}]}}
+    assert len(scheduler.filter_nodes(pod("p", affinity=preferred), nodes)[0]) == 3
+
+
 def test_scheduler_spreads_a_replicaset():
     nodes = [node("a"), node("b"), node("c")]
     existing = [pod("x1", "a", owner="web"), pod("x2", "b", owner="web"), pod("other", "c", owner="db"),
