@@ -31,6 +31,29 @@ _CONTAINER_FIELDS = (
 )
 
 MESSAGES: dict[str, str] = {
+    "apps.v1.ControllerRevision": (
+        "1 metadata meta.v1.ObjectMeta o,2 data runtime.RawExtension o,3 revision int64 -"
+    ),
+    "apps.v1.DaemonSet": (
+        "1 metadata meta.v1.ObjectMeta o,2 spec apps.v1.DaemonSetSpec o,"
+        "3 status apps.v1.DaemonSetStatus o"
+    ),
+    "apps.v1.DaemonSetCondition": (
+        "1 type string -,2 status string -,3 lastTransitionTime meta.v1.Time o,4 reason string o,"
+        "5 message string o"
+    ),
+    "apps.v1.DaemonSetSpec": (
+        "1 selector meta.v1.LabelSelector p,2 template core.v1.PodTemplateSpec -,"
+        "3 updateStrategy apps.v1.DaemonSetUpdateStrategy o,4 minReadySeconds int32 o,"
+        "6 revisionHistoryLimit int32 po"
+    ),
+    "apps.v1.DaemonSetStatus": (
+        "1 currentNumberScheduled int32 -,2 numberMisscheduled int32 -,3 desiredNumberScheduled int32 -,"
+        "4 numberReady int32 -,5 observedGeneration int64 o,6 updatedNumberScheduled int32 o,"
+        "7 numberAvailable int32 o,8 numberUnavailable int32 o,9 collisionCount int32 po,"
+        "10 conditions apps.v1.DaemonSetCondition ro"
+    ),
+    "apps.v1.DaemonSetUpdateStrategy": "1 type string o,2 rollingUpdate apps.v1.RollingUpdateDaemonSet po",
     "apps.v1.Deployment": (
         "1 metadata meta.v1.ObjectMeta o,2 spec apps.v1.DeploymentSpec o,"
         "3 status apps.v1.DeploymentStatus o"
@@ -67,6 +90,9 @@ MESSAGES: dict[str, str] = {
         "1 replicas int32 -,2 fullyLabeledReplicas int32 o,3 observedGeneration int64 o,"
         "4 readyReplicas int32 o,5 availableReplicas int32 o,6 conditions apps.v1.ReplicaSetCondition ro,"
         "7 terminatingReplicas int32 po"
+    ),
+    "apps.v1.RollingUpdateDaemonSet": (
+        "1 maxUnavailable intstr.IntOrString po,2 maxSurge intstr.IntOrString po"
     ),
     "apps.v1.RollingUpdateDeployment": (
         "1 maxUnavailable intstr.IntOrString po,2 maxSurge intstr.IntOrString po"

@@ -323,6 +323,29 @@ _COLUMNS: dict[tuple[str, str], list[dict]] = {
         _col("Images", _IMAGES, priority=1),
         _col("Selector", _DOC["rs_selector"], priority=1),
     ],
+    ("apps", "DaemonSet"): [
+        _name(),
+        _col("Desired", "The total number of nodes that should be running the daemon pod (including nodes "
+             "correctly running the daemon pod). More info: "
+             "https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/", "integer"),
+        _col("Current", "The number of nodes that are running at least 1 daemon pod and are supposed to run the "
+             "daemon pod. More info: https://kubernetes.io/docs/concepts/workloads/controllers/daemonset/", "integer"),
+        _col("Ready", "numberReady is the number of nodes that should be running the daemon pod and have one or "
+             "more of the daemon pod running with a Ready Condition.", "integer"),
+        _col("Up-to-date", "The total number of nodes that are running updated daemon pod", "integer"),
+        _col("Available", "The number of nodes that should be running the daemon pod and have one or more of the "
+             "daemon pod running and available (ready for at least spec.minReadySeconds)", "integer"),
+        _col("Node Selector", "NodeSelector is a selector which must be true for the pod to fit on a node. Selector "
+             "which must match a node's labels for the pod to be scheduled on that node. More info: "
+             "https://kubernetes.io/docs/concepts/configuration/assign-pod-node/"),
+        _age(),
+        _col("Containers", _CONTAINERS, priority=1),
+        _col("Images", _IMAGES, priority=1),
+        _col("Selector", "A label query over pods that are managed by the daemon set. Must match in order to be "
+             "controlled. It must match the pod template's labels. More info: "
+             "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+             priority=1),
+    ],
     ("batch", "Job"): [
         _name(),
         _col("Status", "Status of the job."),
@@ -831,6 +854,16 @@ def _replica_set_cells(rs: dict, now: _dt.datetime) -> list:
             _format_label_selector(spec.get("selector"))]
 
 
+def _daemon_set_cells(ds: dict, now: _dt.datetime) -> list:
+    meta, spec, status = _meta(ds), ds.get("spec") or {}, ds.get("status") or {}
+    template_spec = (spec.get("template") or {}).get("spec") or {}
+    node_selector = ",".join(f"{k}={v}" for k, v in sorted((template_spec.get("nodeSelector") or {}).items()))
+    return [meta.get("name", ""), status.get("desiredNumberScheduled", 0), status.get("currentNumberScheduled", 0),
+            status.get("numberReady", 0), status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0),
+            node_selector or "<none>", _since(meta.get("creationTimestamp"), now),
+            *_containers_cells(template_spec.get("containers")), _format_label_selector(spec.get("selector"))]
+
+
 def _job_condition(job: dict, kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True"
                for c in (job.get("status") or {}).get("conditions") or [])
@@ -926,6 +959,7 @@ _ROWS: dict[tuple[str, str], Callable[[dict, _dt.datetime], list]] = {
     ("events.k8s.io", "Event"): lambda o, now: _event_cells(_as_core_event(o), now),
     ("apps", "Deployment"): _deployment_cells,
     ("apps", "ReplicaSet"): _replica_set_cells,
+    ("apps", "DaemonSet"): _daemon_set_cells,
     ("batch", "Job"): _job_cells,
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,

@@ -24,6 +24,7 @@ LEASES = lookup("coordination.k8s.io", "v1", "leases")
 DEPLOYMENTS = lookup("apps", "v1", "deployments")
 REPLICASETS = lookup("apps", "v1", "replicasets")
 JOBS = lookup("batch", "v1", "jobs")
+DAEMONSETS = lookup("apps", "v1", "daemonsets")
 SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 INGRESSES = lookup("networking.k8s.io", "v1", "ingresses")
 

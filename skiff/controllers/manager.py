@@ -23,6 +23,7 @@ CONTROLLERS = [
     "skiff.controllers.deployment",
     "skiff.controllers.replicaset",
     "skiff.controllers.job",
+    "skiff.controllers.daemonset",
     "skiff.controllers.endpointslice",
     "skiff.controllers.endpointslicemirroring",
     "skiff.controllers.loadbalancer",

@@ -524,6 +524,23 @@ def test_deployment_and_replicaset_cells():
     assert row_cells(info("apps", "ReplicaSet"), rs, NOW)[-1] == "<none>"
 
 
+def test_daemon_set_cells():
+    ds_info = info("apps", "DaemonSet")
+    assert [(c["name"], c["type"]) for c in column_definitions(ds_info)][:7] == [
+        ("Name", "string"), ("Desired", "integer"), ("Current", "integer"), ("Ready", "integer"),
+        ("Up-to-date", "integer"), ("Available", "integer"), ("Node Selector", "string")]
+    ds = {"metadata": {"name": "kube-proxy", "creationTimestamp": ago(days=3)},
+          "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                   "template": {"spec": {"nodeSelector": {"os": "linux", "arch": "amd64"},
+                                         "containers": [{"name": "kube-proxy", "image": "kube-proxy:v1.33.0"}]}}},
+          "status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2,
+                     "updatedNumberScheduled": 3, "numberAvailable": 2}}
+    assert row_cells(ds_info, ds, NOW) == ["kube-proxy", 3, 3, 2, 3, 2, "arch=amd64,os=linux", "3d", "kube-proxy",
+                                           "kube-proxy:v1.33.0", "k8s-app=kube-proxy"]
+    ds["spec"]["template"]["spec"].pop("nodeSelector")
+    assert row_cells(ds_info, ds, NOW)[6] == "<none>"
+
+
 def test_job_cells():
     # printJob: completions, duration (to now while running), and the status its conditions say.
     job = info("batch", "Job")

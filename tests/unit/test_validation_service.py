@@ -387,6 +387,39 @@ def test_job_checks():
     assert validate_job(scaled, ok) == []  # parallelism may change
 
 
+def test_daemonset_checks():
+    from skiff.api.validation.workloads import validate_daemonset
+
+    def ds(**spec) -> dict:
+        d = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "d", "namespace": "default"},
+             "spec": {"selector": {"matchLabels": {"a": "b"}},
+                      "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+                      **spec}}
+        apply_defaults(d)
+        return d
+
+    ok = ds()
+    assert ok["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+    assert validate_daemonset(ok) == []
+    assert msgs(validate_daemonset(ds(selector={}))) == [
+        "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string(nil), "
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: empty selector is invalid for daemonset"]
+    assert msgs(validate_daemonset(ds(updateStrategy={"type": "Sometimes"}))) == [
+        'spec.updateStrategy.type: Unsupported value: "Sometimes": supported values: "OnDelete", "RollingUpdate"']
+    assert msgs(validate_daemonset(ds(updateStrategy={"type": "RollingUpdate",
+                                                      "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}))) == [
+        "spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"]
+    never = ds()
+    never["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    assert msgs(validate_daemonset(never)) == [
+        'spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"']
+    moved = ds(selector={"matchLabels": {"a": "b", "x": "y"}})
+    moved["spec"]["template"]["metadata"]["labels"]["x"] = "y"
+    assert msgs(validate_daemonset(moved, ok)) == [
+        'spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{"a":"b", "x":"y"}, '
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
+
+
 def test_a_template_needs_an_image_too_but_may_pad_it():
     def deploy(image: str) -> dict:
         d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},

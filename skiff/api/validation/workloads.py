@@ -332,14 +332,14 @@ def _validate_template(spec: dict, selector: dict | None, path: str) -> list[Fie
     return errs
 
 
-def _validate_selector(spec: dict, path: str) -> tuple[dict | None, list[FieldError]]:
+def _validate_selector(spec: dict, path: str, kind: str = "deployment") -> tuple[dict | None, list[FieldError]]:
     selector = spec.get("selector")
     if not isinstance(selector, dict):
         return None, [required(f"{path}.selector")]
     errs = validate_label_selector(selector, f"{path}.selector")
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         errs.append(invalid_go(f"{path}.selector", selector, go_label_selector(selector),
-                               "empty selector is invalid for deployment"))
+                               f"empty selector is invalid for {kind}"))
     return selector, errs
 
 
@@ -388,6 +388,29 @@ def validate_deployment(d: dict, old: dict | None = None) -> list[FieldError]:
         if isinstance(pds, int) and pds <= (spec.get("minReadySeconds") or 0):
             errs.append(invalid("spec.progressDeadlineSeconds", pds, "must be greater than minReadySeconds"))
     return errs + _selector_immutable(d, old)
+
+
+def validate_daemonset(ds: dict, old: dict | None = None) -> list[FieldError]:
+    """ValidateDaemonSet: the selector (not empty, matching the template), a template whose pods
+    always restart, and the update strategy."""
+    spec = _d(ds.get("spec"))
+    selector, errs = _validate_selector(spec, "spec", "daemonset")
+    errs += _validate_template(spec, selector, "spec")
+    errs += _nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
+    errs += _nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
+    strategy = _d(spec.get("updateStrategy"))
+    stype = strategy.get("type") or ""
+    if stype not in ("OnDelete", "RollingUpdate"):
+        errs.append(not_supported("spec.updateStrategy.type", stype, ["OnDelete", "RollingUpdate"]))
+    rolling = _d(strategy.get("rollingUpdate"))
+    if stype == "RollingUpdate" and rolling:
+        mu, ms = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+        errs += _int_or_percent(mu, "spec.updateStrategy.rollingUpdate.maxUnavailable")
+        errs += _int_or_percent(ms, "spec.updateStrategy.rollingUpdate.maxSurge")
+        if _is_zero(mu) and _is_zero(ms):
+            errs.append(invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", mu,
+                                "may not be 0 when `maxSurge` is 0"))
+    return errs + _selector_immutable(ds, old)
 
 
 def validate_replicaset(rs: dict, old: dict | None = None) -> list[FieldError]:
