@@ -397,11 +397,19 @@ def test_nginx(start) -> None:
     assert '"GET /missing HTTP/1.1" 404' in out
 
 
-def udp_ask(port: int, message: bytes) -> bytes:
+def udp_ask(port: int, message: bytes, timeout: float = 3) -> bytes:
+    """Ask again every 0.2 s, as a UDP client must: the program may bind its UDP port a moment after
+    the TCP port the test waited for."""
+    deadline = time.monotonic() + timeout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(3)
-        s.sendto(message, ("127.0.0.1", port))
-        return s.recv(2048)
+        s.settimeout(0.2)
+        while True:
+            s.sendto(message, ("127.0.0.1", port))
+            try:
+                return s.recv(2048)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
 
 
 def test_agnhost_netexec(start) -> None:
