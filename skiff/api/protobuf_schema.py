@@ -97,6 +97,34 @@ MESSAGES: dict[str, str] = {
     "apps.v1.RollingUpdateDeployment": (
         "1 maxUnavailable intstr.IntOrString po,2 maxSurge intstr.IntOrString po"
     ),
+    "apps.v1.RollingUpdateStatefulSetStrategy": "1 partition int32 po,2 maxUnavailable intstr.IntOrString po",
+    "apps.v1.StatefulSet": (
+        "1 metadata meta.v1.ObjectMeta o,2 spec apps.v1.StatefulSetSpec o,"
+        "3 status apps.v1.StatefulSetStatus o"
+    ),
+    "apps.v1.StatefulSetCondition": (
+        "1 type string -,2 status string -,3 lastTransitionTime meta.v1.Time o,4 reason string o,"
+        "5 message string o"
+    ),
+    "apps.v1.StatefulSetOrdinals": "1 start int32 -",
+    "apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy": "1 whenDeleted string o,2 whenScaled string o",
+    "apps.v1.StatefulSetSpec": (
+        "1 replicas int32 po,2 selector meta.v1.LabelSelector p,3 template core.v1.PodTemplateSpec -,"
+        "4 volumeClaimTemplates core.v1.PersistentVolumeClaim ro,5 serviceName string -,"
+        "6 podManagementPolicy string o,7 updateStrategy apps.v1.StatefulSetUpdateStrategy o,"
+        "8 revisionHistoryLimit int32 po,9 minReadySeconds int32 o,"
+        "10 persistentVolumeClaimRetentionPolicy apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy po,"
+        "11 ordinals apps.v1.StatefulSetOrdinals po"
+    ),
+    "apps.v1.StatefulSetStatus": (
+        "1 observedGeneration int64 o,2 replicas int32 -,3 readyReplicas int32 o,4 currentReplicas int32 o,"
+        "5 updatedReplicas int32 o,6 currentRevision string o,7 updateRevision string o,"
+        "9 collisionCount int32 po,10 conditions apps.v1.StatefulSetCondition ro,"
+        "11 availableReplicas int32 -"
+    ),
+    "apps.v1.StatefulSetUpdateStrategy": (
+        "1 type string o,2 rollingUpdate apps.v1.RollingUpdateStatefulSetStrategy po"
+    ),
     "autoscaling.v1.Scale": (
         "1 metadata meta.v1.ObjectMeta o,2 spec autoscaling.v1.ScaleSpec o,"
         "3 status autoscaling.v1.ScaleStatus o"
@@ -300,6 +328,7 @@ MESSAGES: dict[str, str] = {
     ),
     "core.v1.LoadBalancerStatus": "1 ingress core.v1.LoadBalancerIngress ro",
     "core.v1.LocalObjectReference": "1 name string o",
+    "core.v1.ModifyVolumeStatus": "1 targetVolumeAttributesClassName string o,2 status string -",
     "core.v1.NFSVolumeSource": "1 server string -,2 path string -,3 readOnly bool o",
     "core.v1.Namespace": (
         "1 metadata meta.v1.ObjectMeta o,2 spec core.v1.NamespaceSpec o,"
@@ -360,11 +389,26 @@ MESSAGES: dict[str, str] = {
         "1 kind string o,2 namespace string o,3 name string o,4 uid string o,5 apiVersion string o,"
         "6 resourceVersion string o,7 fieldPath string o"
     ),
+    "core.v1.PersistentVolumeClaim": (
+        "1 metadata meta.v1.ObjectMeta o,2 spec core.v1.PersistentVolumeClaimSpec o,"
+        "3 status core.v1.PersistentVolumeClaimStatus o"
+    ),
+    "core.v1.PersistentVolumeClaimCondition": (
+        "1 type string -,2 status string -,3 lastProbeTime meta.v1.Time o,"
+        "4 lastTransitionTime meta.v1.Time o,5 reason string o,6 message string o"
+    ),
     "core.v1.PersistentVolumeClaimSpec": (
         "1 accessModes string ro,2 resources core.v1.VolumeResourceRequirements o,3 volumeName string o,"
         "4 selector meta.v1.LabelSelector po,5 storageClassName string po,6 volumeMode string po,"
         "7 dataSource core.v1.TypedLocalObjectReference po,"
         "8 dataSourceRef core.v1.TypedObjectReference po,9 volumeAttributesClassName string po"
+    ),
+    "core.v1.PersistentVolumeClaimStatus": (
+        "1 phase string o,2 accessModes string ro,3 capacity map:string:resource.Quantity o,"
+        "4 conditions core.v1.PersistentVolumeClaimCondition ro,"
+        "5 allocatedResources map:string:resource.Quantity o,"
+        "7 allocatedResourceStatuses map:string:string o,8 currentVolumeAttributesClassName string po,"
+        "9 modifyVolumeStatus core.v1.ModifyVolumeStatus po"
     ),
     "core.v1.PersistentVolumeClaimTemplate": (
         "1 metadata meta.v1.ObjectMeta o,2 spec core.v1.PersistentVolumeClaimSpec -"

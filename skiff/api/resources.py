@@ -80,6 +80,8 @@ RESOURCES: list[ResourceInfo] = [
     _r("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ["rs"], ["all"],
        {"status": "", "scale": "Scale"}, True),
     _r("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ["ds"], ["all"], {"status": ""}, True),
+    _r("apps", "v1", "StatefulSet", "statefulsets", "statefulset", True, ["sts"], ["all"],
+       {"status": "", "scale": "Scale"}, True),
     _r("batch", "v1", "Job", "jobs", "job", True, (), ["all"], {"status": ""}, True),
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ["ing"], (), {"status": ""}, True),

@@ -346,6 +346,13 @@ _COLUMNS: dict[tuple[str, str], list[dict]] = {
              "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
              priority=1),
     ],
+    ("apps", "StatefulSet"): [
+        _name(),
+        _col("Ready", "Number of the pod with ready state"),
+        _age(),
+        _col("Containers", _CONTAINERS, priority=1),
+        _col("Images", _IMAGES, priority=1),
+    ],
     ("batch", "Job"): [
         _name(),
         _col("Status", "Status of the job."),
@@ -864,6 +871,13 @@ def _daemon_set_cells(ds: dict, now: _dt.datetime) -> list:
             *_containers_cells(template_spec.get("containers")), _format_label_selector(spec.get("selector"))]
 
 
+def _stateful_set_cells(sts: dict, now: _dt.datetime) -> list:
+    meta, spec, status = _meta(sts), sts.get("spec") or {}, sts.get("status") or {}
+    template_spec = (spec.get("template") or {}).get("spec") or {}
+    return [meta.get("name", ""), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+            _since(meta.get("creationTimestamp"), now), *_containers_cells(template_spec.get("containers"))]
+
+
 def _job_condition(job: dict, kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True"
                for c in (job.get("status") or {}).get("conditions") or [])
@@ -960,6 +974,7 @@ _ROWS: dict[tuple[str, str], Callable[[dict, _dt.datetime], list]] = {
     ("apps", "Deployment"): _deployment_cells,
     ("apps", "ReplicaSet"): _replica_set_cells,
     ("apps", "DaemonSet"): _daemon_set_cells,
+    ("apps", "StatefulSet"): _stateful_set_cells,
     ("batch", "Job"): _job_cells,
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,

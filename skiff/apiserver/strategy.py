@@ -15,8 +15,8 @@ from skiff.api.validation import networking, service, workloads
 
 # Types whose strategy in kube-apiserver sets metadata.generation on create and bumps it on spec
 # changes. Services, Namespaces and Nodes have none: `get -o yaml` shows no generation for them.
-_GENERATION_KINDS = {"Deployment", "ReplicaSet", "DaemonSet", "Job", "Ingress", "IngressClass", "NetworkPolicy",
-                     "EndpointSlice", "Pod"}
+_GENERATION_KINDS = {"Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job", "Ingress", "IngressClass",
+                     "NetworkPolicy", "EndpointSlice", "Pod"}
 
 
 def name_validator(info: ResourceInfo) -> Callable[[str], list[str]]:
@@ -112,6 +112,8 @@ def validate(info: ResourceInfo, obj: dict, old: dict | None) -> list[FieldError
         errs += workloads.validate_replicaset(obj, old)
     elif kind == "DaemonSet":
         errs += workloads.validate_daemonset(obj, old)
+    elif kind == "StatefulSet":
+        errs += workloads.validate_statefulset(obj, old)
     elif kind == "Job" and info.group == "batch":
         errs += workloads.validate_job(obj, old)
     elif kind == "Ingress":

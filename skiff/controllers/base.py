@@ -25,6 +25,7 @@ DEPLOYMENTS = lookup("apps", "v1", "deployments")
 REPLICASETS = lookup("apps", "v1", "replicasets")
 JOBS = lookup("batch", "v1", "jobs")
 DAEMONSETS = lookup("apps", "v1", "daemonsets")
+STATEFULSETS = lookup("apps", "v1", "statefulsets")
 SLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 INGRESSES = lookup("networking.k8s.io", "v1", "ingresses")
 

@@ -11,15 +11,24 @@ import logging
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
-from skiff.controllers.base import DAEMONSETS, DEPLOYMENTS, JOBS, PODS, REPLICASETS, SERVICES, SLICES
+from skiff.controllers.base import (
+    DAEMONSETS,
+    DEPLOYMENTS,
+    JOBS,
+    PODS,
+    REPLICASETS,
+    SERVICES,
+    SLICES,
+    STATEFULSETS,
+)
 
 log = logging.getLogger("skiff.controllers.gc")
 
 # Owner kinds Skiff's controllers create dependents for, and the dependent kinds they own. Pods and
 # EndpointSlices own nothing, but a foreground or orphan delete puts the finalizer on them too, and
 # the collector is what removes it.
-OWNERS = {"Deployment": DEPLOYMENTS, "ReplicaSet": REPLICASETS, "DaemonSet": DAEMONSETS, "Job": JOBS,
-          "Service": SERVICES, "Pod": PODS, "EndpointSlice": SLICES}
+OWNERS = {"Deployment": DEPLOYMENTS, "ReplicaSet": REPLICASETS, "DaemonSet": DAEMONSETS, "StatefulSet": STATEFULSETS,
+          "Job": JOBS, "Service": SERVICES, "Pod": PODS, "EndpointSlice": SLICES}
 DEPENDENTS = [REPLICASETS, PODS, SLICES]
 
 

@@ -24,6 +24,7 @@ CONTROLLERS = [
     "skiff.controllers.replicaset",
     "skiff.controllers.job",
     "skiff.controllers.daemonset",
+    "skiff.controllers.statefulset",
     "skiff.controllers.endpointslice",
     "skiff.controllers.endpointslicemirroring",
     "skiff.controllers.loadbalancer",

@@ -62,6 +62,11 @@ BUILTIN: tuple[ImageSpec, ...] = (
         env={"NGINX_PORT": "8080"},
         programs={"nginx": _builtin("nginx"), "nginx-debug": _builtin("nginx")},
         wrappers={"docker-entrypoint.sh": None}),
+    # The docs' StatefulSet tutorials' nginx (an old Kubernetes test image; no entrypoint script).
+    ImageSpec(
+        name="nginx-slim", reference="registry.k8s.io/nginx-slim",
+        repositories=("nginx-slim", "google_containers/nginx-slim", "google-containers/nginx-slim"),
+        cmd=("nginx", "-g", "daemon off;"), programs={"nginx": _builtin("nginx")}),
     ImageSpec(
         name="agnhost", reference="registry.k8s.io/e2e-test-images/agnhost",
         repositories=("e2e-test-images/agnhost", "kubernetes-e2e-test-images/agnhost"),

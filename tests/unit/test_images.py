@@ -59,6 +59,8 @@ def builtin(*args: str) -> list[str]:
     ("nginx:1.25", "nginx", builtin("nginx", "-g", "daemon off;")),
     ("docker.io/library/nginx:latest", "nginx", builtin("nginx", "-g", "daemon off;")),
     ("nginx:1.27-alpine@sha256:" + "c" * 64, "nginx", builtin("nginx", "-g", "daemon off;")),
+    ("registry.k8s.io/nginx-slim:0.21", "nginx-slim", builtin("nginx", "-g", "daemon off;")),
+    ("k8s.gcr.io/nginx-slim:0.8", "nginx-slim", builtin("nginx", "-g", "daemon off;")),
     ("registry.k8s.io/e2e-test-images/agnhost:2.53", "agnhost", builtin("agnhost", "pause")),
     ("gcr.io/google-samples/hello-app:1.0", "hello-app", builtin("hello-app")),
     ("us-docker.pkg.dev/google-samples/containers/gke/hello-app:2.0", "hello-app", builtin("hello-app")),

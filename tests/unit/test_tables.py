@@ -541,6 +541,15 @@ def test_daemon_set_cells():
     assert row_cells(ds_info, ds, NOW)[6] == "<none>"
 
 
+def test_stateful_set_cells():
+    sts_info = info("apps", "StatefulSet")
+    assert [c["name"] for c in column_definitions(sts_info)] == ["Name", "Ready", "Age", "Containers", "Images"]
+    sts = {"metadata": {"name": "web", "creationTimestamp": ago(minutes=2)},
+           "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx-slim:0.21"}]}}},
+           "status": {"readyReplicas": 2}}
+    assert row_cells(sts_info, sts, NOW) == ["web", "2/3", "2m", "nginx", "nginx-slim:0.21"]
+
+
 def test_job_cells():
     # printJob: completions, duration (to now while running), and the status its conditions say.
     job = info("batch", "Job")

@@ -420,6 +420,35 @@ def test_daemonset_checks():
         "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
 
 
+def test_statefulset_checks():
+    from skiff.api.validation.workloads import validate_statefulset
+
+    def sts(**spec) -> dict:
+        d = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web", "namespace": "default"},
+             "spec": {"serviceName": "nginx", "selector": {"matchLabels": {"a": "b"}},
+                      "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+                      **spec}}
+        apply_defaults(d)
+        return d
+
+    ok = sts()
+    assert (ok["spec"]["replicas"], ok["spec"]["podManagementPolicy"]) == (1, "OrderedReady")
+    assert ok["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}
+    assert validate_statefulset(ok) == []
+    assert msgs(validate_statefulset(sts(podManagementPolicy="Random"))) == [
+        'spec.podManagementPolicy: Unsupported value: "Random": supported values: "OrderedReady", "Parallel"']
+    assert msgs(validate_statefulset(sts(updateStrategy={"type": "OnDelete", "rollingUpdate": {"partition": 1}}))) == [
+        "spec.updateStrategy.rollingUpdate: Invalid value: {\"partition\":1}: only allowed for updateStrategy "
+        "'RollingUpdate'"]
+    scaled = sts(replicas=5)
+    scaled["spec"]["template"]["spec"]["containers"][0]["image"] = "y"
+    assert validate_statefulset(scaled, ok) == []  # replicas and the template may change
+    renamed = sts(serviceName="other")
+    assert msgs(validate_statefulset(renamed, ok)) == [
+        "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+        "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"]
+
+
 def test_a_template_needs_an_image_too_but_may_pad_it():
     def deploy(image: str) -> dict:
         d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "default"},

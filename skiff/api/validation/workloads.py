@@ -413,6 +413,43 @@ def validate_daemonset(ds: dict, old: dict | None = None) -> list[FieldError]:
     return errs + _selector_immutable(ds, old)
 
 
+# What an update of a StatefulSet may change (ValidateStatefulSetUpdate).
+_STS_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds")
+
+
+def validate_statefulset(sts: dict, old: dict | None = None) -> list[FieldError]:
+    """ValidateStatefulSet's common checks: policy, update strategy, replicas, the selector and a
+    template whose pods always restart; an update may change only _STS_MUTABLE."""
+    spec = _d(sts.get("spec"))
+    errs: list[FieldError] = []
+    policy = spec.get("podManagementPolicy") or ""
+    if policy not in ("OrderedReady", "Parallel"):
+        errs.append(not_supported("spec.podManagementPolicy", policy, ["OrderedReady", "Parallel"]))
+    strategy = _d(spec.get("updateStrategy"))
+    stype = strategy.get("type") or ""
+    if stype not in ("OnDelete", "RollingUpdate"):
+        errs.append(not_supported("spec.updateStrategy.type", stype, ["OnDelete", "RollingUpdate"]))
+    elif stype == "OnDelete" and strategy.get("rollingUpdate") is not None:
+        errs.append(invalid("spec.updateStrategy.rollingUpdate", strategy.get("rollingUpdate"),
+                            "only allowed for updateStrategy 'RollingUpdate'"))
+    errs += _nonnegative(_d(strategy.get("rollingUpdate")).get("partition"), "spec.updateStrategy.rollingUpdate.partition")
+    errs += _nonnegative(spec.get("replicas"), "spec.replicas")
+    errs += _nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
+    selector, sel_errs = _validate_selector(spec, "spec", "statefulset")
+    errs += sel_errs
+    errs += _validate_template(spec, selector, "spec")
+    if old is not None:
+        old_spec = _d(old.get("spec"))
+        rest = {k: v for k, v in spec.items() if k not in _STS_MUTABLE}
+        old_rest = {k: v for k, v in old_spec.items() if k not in _STS_MUTABLE}
+        if rest != old_rest:
+            errs.append(forbidden("spec", "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
+                                          "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
+                                          "'minReadySeconds' are forbidden"))
+    return errs
+
+
 def validate_replicaset(rs: dict, old: dict | None = None) -> list[FieldError]:
     spec = _d(rs.get("spec"))
     errs = _nonnegative(spec.get("replicas"), "spec.replicas")
