@@ -17,7 +17,6 @@ deleted. Not covered: `maxSurge` (updates go as if it were 0), ControllerRevisio
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
-from skiff.client.rest import ClientError
 from skiff.controllers.base import (
     DAEMONSETS,
     NODES,
@@ -37,7 +35,8 @@ from skiff.controllers.base import (
     split_key,
 )
 from skiff.controllers.deployment import template_hash
-from skiff.controllers.replicaset import Expectations, available, owned_pods
+from skiff.controllers.podcontrol import Expectations, create_and_delete, pod_handler
+from skiff.controllers.replicaset import available, owned_pods
 from skiff.scheduler.scheduler import node_affinity_matches, node_is_ready, tolerates
 
 log = logging.getLogger("skiff.controllers.daemonset")
@@ -231,23 +230,11 @@ async def run(ctx) -> None:
 
     sets.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
 
-    def on_pod(etype: str, pod: dict, old: dict | None) -> None:
-        ref = meta.controller_ref(pod)
-        if not ref or ref.get("kind") != "DaemonSet":
-            return
-        key = f"{pod['metadata']['namespace']}/{ref['name']}"
-        if etype == "ADDED":
-            exp.observed_add(key)
-        elif etype == "DELETED" or (pod["metadata"].get("deletionTimestamp")
-                                    and not (old or {}).get("metadata", {}).get("deletionTimestamp")):
-            exp.observed_delete(key, pod["metadata"]["name"])
-        queue.add(key)
-
     def on_node(etype: str, node: dict, old: dict | None) -> None:
         for ds in sets.list():
             queue.add(meta.key_of(ds))
 
-    pods.add_handler(on_pod)
+    pods.add_handler(pod_handler("DaemonSet", exp, queue.add))
     nodes.add_handler(on_node)
     await ctx.wait_synced(DAEMONSETS, PODS, NODES)
 
@@ -258,27 +245,8 @@ async def run(ctx) -> None:
         ns, _ = split_key(key)
         p = plan(ds, nodes.list(), owned_pods(ds, pods.list(ns)), time.time())
         if exp.satisfied(key):
-            if p.create:
-                exp.expect(key, adds=len(p.create))
-                results = await asyncio.gather(*(client.create(PODS, ns, pod_for(ds, node),
-                                                               field_manager="daemonset-controller")
-                                                 for node in p.create), return_exceptions=True)
-                for r in results:
-                    if isinstance(r, Exception):
-                        exp.lower(key, 1)
-                        await recorder.record(ds, "Warning", "FailedCreate", f"Error creating: {r}")
-                    else:
-                        await recorder.record(ds, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}")
-            if p.delete:
-                exp.expect(key, dels=set(p.delete))
-                for name in p.delete:
-                    try:
-                        await client.delete(PODS, ns, name)
-                        await recorder.record(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
-                    except ClientError as e:
-                        exp.observed_delete(key, name)
-                        if e.code != 404:
-                            raise
+            await create_and_delete(client, recorder, exp, key, ds, [pod_for(ds, node) for node in p.create], p.delete,
+                                    "daemonset-controller")
         else:
             queue.add_after(key, 0.2)
         if p.status != {k: v for k, v in (ds.get("status") or {}).items() if k != "conditions"}:

@@ -16,7 +16,6 @@ run as if the field were unset).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import time
@@ -26,7 +25,8 @@ from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
 from skiff.controllers.base import JOBS, PODS, EventRecorder, pod_is_ready, replace_status, split_key
-from skiff.controllers.replicaset import Expectations, owned_pods
+from skiff.controllers.podcontrol import Expectations, create_and_delete, pod_handler
+from skiff.controllers.replicaset import owned_pods
 
 log = logging.getLogger("skiff.controllers.job")
 
@@ -300,19 +300,7 @@ async def run(ctx) -> None:
 
     jobs.add_handler(on_job)
 
-    def on_pod(etype: str, pod: dict, old: dict | None) -> None:
-        ref = meta.controller_ref(pod)
-        if not ref or ref.get("kind") != "Job":
-            return
-        key = f"{pod['metadata']['namespace']}/{ref['name']}"
-        if etype == "ADDED":
-            exp.observed_add(key)
-        elif etype == "DELETED" or (pod["metadata"].get("deletionTimestamp")
-                                    and not (old or {}).get("metadata", {}).get("deletionTimestamp")):
-            exp.observed_delete(key, pod["metadata"]["name"])
-        queue.add(key)
-
-    pods.add_handler(on_pod)
+    pods.add_handler(pod_handler("Job", exp, queue.add))
     await ctx.wait_synced(JOBS, PODS)
 
     async def sync(key: str) -> None:
@@ -337,26 +325,8 @@ async def run(ctx) -> None:
                 if e.code != 404:
                     raise
             return
-        if p.create:
-            exp.expect(key, adds=len(p.create))
-            results = await asyncio.gather(*(client.create(PODS, ns, pod_for(job, i), field_manager="job-controller")
-                                             for i in p.create), return_exceptions=True)
-            for r in results:
-                if isinstance(r, Exception):
-                    exp.lower(key, 1)
-                    await recorder.record(job, "Warning", "FailedCreate", f"Error creating: {r}")
-                else:
-                    await recorder.record(job, "Normal", "SuccessfulCreate", f"Created pod: {r['metadata']['name']}")
-        if p.delete:
-            exp.expect(key, dels=set(p.delete))
-            for name in p.delete:
-                try:
-                    await client.delete(PODS, ns, name)
-                    await recorder.record(job, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
-                except ClientError as e:
-                    exp.observed_delete(key, name)
-                    if e.code != 404:
-                        raise
+        await create_and_delete(client, recorder, exp, key, job, [pod_for(job, i) for i in p.create], p.delete,
+                                "job-controller")
         for etype, reason, message in p.events:
             await recorder.record(job, etype, reason, message)
         if p.status != (job.get("status") or {}):

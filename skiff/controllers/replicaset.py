@@ -6,14 +6,12 @@ see those changes in its cache before counting again, so a burst of events never
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import time
 
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
-from skiff.client.rest import ClientError
 from skiff.controllers.base import (
     PODS,
     REPLICASETS,
@@ -23,53 +21,10 @@ from skiff.controllers.base import (
     replace_status,
     split_key,
 )
+from skiff.controllers.podcontrol import Expectations, create_and_delete, pod_handler
 
 log = logging.getLogger("skiff.controllers.replicaset")
 BURST = 100
-
-
-class Expectations:
-    def __init__(self) -> None:
-        self._adds: dict[str, tuple[int, float]] = {}
-        self._dels: dict[str, tuple[set[str], float]] = {}
-
-    def expect(self, key: str, adds: int = 0, dels: set[str] | None = None) -> None:
-        if adds:
-            self._adds[key] = (adds, time.monotonic())
-        if dels:
-            self._dels[key] = (set(dels), time.monotonic())
-
-    def observed_add(self, key: str) -> None:
-        if key in self._adds:
-            n, t = self._adds[key]
-            if n <= 1:
-                del self._adds[key]
-            else:
-                self._adds[key] = (n - 1, t)
-
-    def observed_delete(self, key: str, pod_name: str) -> None:
-        if key in self._dels:
-            names, _t = self._dels[key]
-            names.discard(pod_name)
-            if not names:
-                del self._dels[key]
-
-    def lower(self, key: str, adds: int) -> None:
-        for _ in range(adds):
-            self.observed_add(key)
-
-    def satisfied(self, key: str) -> bool:
-        now = time.monotonic()
-        a = self._adds.get(key)
-        d = self._dels.get(key)
-        # Expectations expire, as upstream's do (5 min there; much shorter here, the cache is local).
-        if a and now - a[1] > 10:
-            self._adds.pop(key, None)
-            a = None
-        if d and now - d[1] > 10:
-            self._dels.pop(key, None)
-            d = None
-        return a is None and d is None
 
 
 def owned_pods(rs: dict, pods: list[dict]) -> list[dict]:
@@ -117,22 +72,7 @@ async def run(ctx) -> None:
     recorder = EventRecorder(client, "replicaset-controller")
 
     rss.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
-
-    def on_pod(etype: str, pod: dict, old: dict | None) -> None:
-        ref = meta.controller_ref(pod)
-        if not ref or ref.get("kind") != "ReplicaSet":
-            return
-        key = f"{pod['metadata']['namespace']}/{ref['name']}"
-        if etype == "ADDED":
-            exp.observed_add(key)
-        elif etype == "DELETED":
-            exp.observed_delete(key, pod["metadata"]["name"])
-        elif pod["metadata"].get("deletionTimestamp") and not (old or {}).get("metadata", {}).get(
-                "deletionTimestamp"):
-            exp.observed_delete(key, pod["metadata"]["name"])
-        queue.add(key)
-
-    pods.add_handler(on_pod)
+    pods.add_handler(pod_handler("ReplicaSet", exp, queue.add))
     await ctx.wait_synced(REPLICASETS, PODS)
 
     async def sync(key: str) -> None:
@@ -145,35 +85,9 @@ async def run(ctx) -> None:
         want = rs["spec"].get("replicas", 1)
         if exp.satisfied(key):
             diff = len(active) - want
-            if diff < 0:
-                n = min(-diff, BURST)
-                exp.expect(key, adds=n)
-                body = pod_from_template(rs)
-                results = await asyncio.gather(*(client.create(PODS, ns, copy.deepcopy(body),
-                                                               field_manager="replicaset-controller")
-                                                 for _ in range(n)), return_exceptions=True)
-                failed = [r for r in results if isinstance(r, Exception)]
-                exp.lower(key, len(failed))
-                for r in results:
-                    if isinstance(r, Exception):
-                        await recorder.record(rs, "Warning", "FailedCreate", f"Error creating: {r}")
-                    else:
-                        await recorder.record(rs, "Normal", "SuccessfulCreate",
-                                              f"Created pod: {r['metadata']['name']}")
-                if failed:
-                    raise failed[0]
-            elif diff > 0:
-                victims = pods_to_delete(active, diff)
-                exp.expect(key, dels={p["metadata"]["name"] for p in victims})
-                for p in victims:
-                    try:
-                        await client.delete(PODS, ns, p["metadata"]["name"])
-                        await recorder.record(rs, "Normal", "SuccessfulDelete",
-                                              f"Deleted pod: {p['metadata']['name']}")
-                    except ClientError as e:
-                        exp.observed_delete(key, p["metadata"]["name"])
-                        if e.code != 404:
-                            raise
+            create = [pod_from_template(rs) for _ in range(min(-diff, BURST))] if diff < 0 else []
+            delete = [p["metadata"]["name"] for p in pods_to_delete(active, diff)] if diff > 0 else []
+            await create_and_delete(client, recorder, exp, key, rs, create, delete, "replicaset-controller")
         await update_status(rs, active)
 
     async def update_status(rs: dict, active: list[dict]) -> None:

@@ -66,12 +66,13 @@ def test_an_indexed_job_runs_each_index_once_in_parallel(cluster, cluster_ns):
 
 def test_a_failing_job_stops_at_its_backoff_limit_and_expires(cluster, cluster_ns):
     k, ns = cluster.kubectl, cluster_ns
-    assert apply(k, ns, job("fails", "exit 3", backoffLimit=0, ttlSecondsAfterFinished=2)).returncode == 0
+    assert apply(k, ns, job("fails", "exit 3", backoffLimit=0)).returncode == 0
     k("wait", "-n", ns, "--for=condition=failed", "job/fails", "--timeout=30s")
     described = k("describe", "job", "-n", ns, "fails")
     assert "BackoffLimitExceeded" in described and "Job has reached the specified backoff limit" in described
     assert len(job_pods(k, ns, "fails")) == 1  # no second try
-    # ttlSecondsAfterFinished: the Job goes 2 s after it failed, and its pod with it.
+    # ttlSecondsAfterFinished, set on the finished Job: it goes a second after, and its pod with it.
+    k("patch", "job", "-n", ns, "fails", "-p", '{"spec":{"ttlSecondsAfterFinished":1}}')
     wait_for(lambda: k.run("get", "job", "-n", ns, "fails", check=False).returncode != 0, 15, 0.2)
     wait_for(lambda: not job_pods(k, ns, "fails"), 15, 0.2)
 
