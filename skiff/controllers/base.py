@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -59,6 +60,16 @@ async def replace_status(client: Client, info, obj: dict, queue) -> bool:
         if e.code == 404:
             return False
         raise
+
+
+async def write_status(client: Client, info, obj: dict, status: dict, queue) -> None:
+    """Make obj's status `status`, its conditions kept, unless it already is (see replace_status)."""
+    old = obj.get("status") or {}
+    if status == {k: v for k, v in old.items() if k != "conditions"}:
+        return
+    new = copy.deepcopy(obj)
+    new["status"] = {**status, **({"conditions": old["conditions"]} if old.get("conditions") else {})}
+    await replace_status(client, info, new, queue)
 
 
 class EventRecorder:

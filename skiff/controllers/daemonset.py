@@ -31,8 +31,8 @@ from skiff.controllers.base import (
     PODS,
     EventRecorder,
     pod_is_ready,
-    replace_status,
     split_key,
+    write_status,
 )
 from skiff.controllers.deployment import template_hash
 from skiff.controllers.podcontrol import Expectations, create_and_delete, pod_handler
@@ -249,11 +249,7 @@ async def run(ctx) -> None:
                                     "daemonset-controller")
         else:
             queue.add_after(key, 0.2)
-        if p.status != {k: v for k, v in (ds.get("status") or {}).items() if k != "conditions"}:
-            new = copy.deepcopy(ds)
-            new["status"] = {**p.status, **({"conditions": ds["status"]["conditions"]}
-                                            if (ds.get("status") or {}).get("conditions") else {})}
-            await replace_status(client, DAEMONSETS, new, queue)
+        await write_status(client, DAEMONSETS, ds, p.status, queue)
         min_ready = ds["spec"].get("minReadySeconds", 0)
         if min_ready > 0 and p.status["numberReady"] > p.status.get("numberAvailable", 0):
             queue.add_after(key, min_ready)

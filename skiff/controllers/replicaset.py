@@ -18,8 +18,8 @@ from skiff.controllers.base import (
     EventRecorder,
     pod_is_active,
     pod_is_ready,
-    replace_status,
     split_key,
+    write_status,
 )
 from skiff.controllers.podcontrol import Expectations, create_and_delete, pod_handler
 
@@ -105,12 +105,7 @@ async def run(ctx) -> None:
         for k in ("readyReplicas", "availableReplicas", "fullyLabeledReplicas"):
             if status[k] == 0:
                 status.pop(k)
-        cur = {k: v for k, v in (rs.get("status") or {}).items() if k != "conditions"}
-        if cur != status:
-            new = copy.deepcopy(rs)
-            new["status"] = {**status, **({"conditions": rs["status"]["conditions"]}
-                                          if (rs.get("status") or {}).get("conditions") else {})}
-            await replace_status(client, REPLICASETS, new, queue)
+        await write_status(client, REPLICASETS, rs, status, queue)
         if min_ready > 0 and status.get("readyReplicas", 0) > status.get("availableReplicas", 0):
             queue.add_after(meta.key_of(rs), min_ready)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from skiff.api import meta
 from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
-from skiff.controllers.base import PODS, STATEFULSETS, EventRecorder, pod_is_ready, replace_status, split_key
+from skiff.controllers.base import PODS, STATEFULSETS, EventRecorder, pod_is_ready, split_key, write_status
 from skiff.controllers.deployment import template_hash
 from skiff.controllers.replicaset import available, owned_pods
 
@@ -210,11 +210,7 @@ async def run(ctx) -> None:
                 pending[key].discard(name)
                 if e.code != 404:
                     raise
-        if p.status != {k: v for k, v in (sts.get("status") or {}).items() if k != "conditions"}:
-            new = copy.deepcopy(sts)
-            new["status"] = {**p.status, **({"conditions": sts["status"]["conditions"]}
-                                            if (sts.get("status") or {}).get("conditions") else {})}
-            await replace_status(client, STATEFULSETS, new, queue)
+        await write_status(client, STATEFULSETS, sts, p.status, queue)
         min_ready = sts["spec"].get("minReadySeconds", 0)
         if min_ready > 0 and p.status.get("readyReplicas", 0) > p.status["availableReplicas"]:
             queue.add_after(key, min_ready)

@@ -359,6 +359,17 @@ def _normal_selector(sel: Any) -> Any:
     return {k: v for k, v in sel.items() if v}
 
 
+def _validate_rolling(rolling: dict, path: str) -> list[FieldError]:
+    """maxUnavailable and maxSurge of a Deployment's or DaemonSet's rolling update."""
+    mu, ms = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+    errs = _int_or_percent(mu, f"{path}.maxUnavailable") + _int_or_percent(ms, f"{path}.maxSurge")
+    if _is_zero(mu) and _is_zero(ms):
+        errs.append(invalid(f"{path}.maxUnavailable", mu, "may not be 0 when `maxSurge` is 0"))
+    if isinstance(mu, str) and _PERCENT.match(mu) and int(mu[:-1]) > 100:
+        errs.append(invalid(f"{path}.maxUnavailable", mu, "must not be greater than 100%"))
+    return errs
+
+
 def validate_deployment(d: dict, old: dict | None = None) -> list[FieldError]:
     spec = _d(d.get("spec"))
     errs = _nonnegative(spec.get("replicas"), "spec.replicas")
@@ -373,13 +384,7 @@ def validate_deployment(d: dict, old: dict | None = None) -> list[FieldError]:
         errs.append(forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"))
     rolling = _d(strategy.get("rollingUpdate"))
     if stype == "RollingUpdate" and rolling:
-        mu, ms = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-        errs += _int_or_percent(mu, "spec.strategy.rollingUpdate.maxUnavailable")
-        errs += _int_or_percent(ms, "spec.strategy.rollingUpdate.maxSurge")
-        if _is_zero(mu) and _is_zero(ms):
-            errs.append(invalid("spec.strategy.rollingUpdate.maxUnavailable", mu, "may not be 0 when `maxSurge` is 0"))
-        if isinstance(mu, str) and _PERCENT.match(mu) and int(mu[:-1]) > 100:
-            errs.append(invalid("spec.strategy.rollingUpdate.maxUnavailable", mu, "must not be greater than 100%"))
+        errs += _validate_rolling(rolling, "spec.strategy.rollingUpdate")
     errs += _nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")
     errs += _nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
     pds = spec.get("progressDeadlineSeconds")
@@ -404,12 +409,7 @@ def validate_daemonset(ds: dict, old: dict | None = None) -> list[FieldError]:
         errs.append(not_supported("spec.updateStrategy.type", stype, ["OnDelete", "RollingUpdate"]))
     rolling = _d(strategy.get("rollingUpdate"))
     if stype == "RollingUpdate" and rolling:
-        mu, ms = rolling.get("maxUnavailable"), rolling.get("maxSurge")
-        errs += _int_or_percent(mu, "spec.updateStrategy.rollingUpdate.maxUnavailable")
-        errs += _int_or_percent(ms, "spec.updateStrategy.rollingUpdate.maxSurge")
-        if _is_zero(mu) and _is_zero(ms):
-            errs.append(invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", mu,
-                                "may not be 0 when `maxSurge` is 0"))
+        errs += _validate_rolling(rolling, "spec.updateStrategy.rollingUpdate")
     return errs + _selector_immutable(ds, old)
 
 
