@@ -597,8 +597,30 @@ async def start_container(
         asyncio.ensure_future(_pump(stdout, "stdout", writer)),
         asyncio.ensure_future(_pump(stderr, "stderr", writer)),
     ]
+    if pid_mode != pidns.NODE:
+        await _past_setup(proc.pid)
     return ContainerProcess(proc.pid, _reaped(proc), writer, pumps,
                             namespaces=_own_namespaces(proc.pid, pid_mode, sandbox))
+
+
+@functools.cache
+def _setup_programs() -> frozenset[str]:
+    return frozenset(os.path.realpath(path) for path in map(shutil.which, ("nsenter", "unshare")) if path)
+
+
+async def _past_setup(pid: int, timeout: float = 2.0) -> None:
+    """Wait until process `pid` runs neither nsenter nor unshare: its own mount namespace and /proc
+    are then in place. A container counts as started only then (as a runtime's start returns once
+    the container's init has set it up), so that an exec right after it (a postStart hook, `kubectl
+    exec`) joins them rather than the pod's. Takes a few milliseconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/exe") not in _setup_programs():
+                return
+        except OSError:
+            return  # it has already ended
+        await asyncio.sleep(0.001)
 
 
 async def _reaped(proc: subprocess.Popen) -> int:

@@ -291,6 +291,8 @@ async def test_pid_namespaces_of_containers(cluster, tmp_path):
         # Its own (the default): the program is PID 1, /proc lists only the container's processes,
         # and the node's are out of sight and out of reach.
         own = await start(["sleep", "300"])
+        # Started means set up: its own mount namespace (and /proc) already, for an exec right away.
+        assert os.readlink(f"/proc/{own.pid}/ns/mnt") != os.readlink(sb.ns_path("mnt"))
         seen = (await _in(sb, own, PROCESSES)).splitlines()
         assert seen[0] == "1 sleep 300 " and all(int(line.split()[0]) < 10 for line in seen), seen
         assert await _in(sb, own, f"kill -0 {os.getpid()} 2>/dev/null || echo unreachable") == "unreachable\n"
