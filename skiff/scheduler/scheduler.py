@@ -1,8 +1,9 @@
 """The scheduler: binds pending pods to Ready nodes.
 
 Filters as kube-scheduler does for the fields Skiff supports (unschedulable, NoSchedule taints and
-tolerations, node readiness, nodeSelector and required node affinity), then scores by spreading: fewest pods of the same owner
-on the node first, then fewest pods overall.
+tolerations, node readiness, nodeSelector and required node affinity), then scores by preferred node
+affinity (the highest summed weight of matching terms), then by spreading: fewest pods of the same
+owner on the node first, then fewest pods overall.
 
 A pod that fits no node gets one FailedScheduling event per attempt and the PodScheduled=False
 condition (written only when it changes), then waits in the unschedulable pool (skiff.scheduler.queue)
@@ -90,6 +91,25 @@ def _requirement_holds(req: dict, values_of: Callable[[str], str | None]) -> boo
     return False
 
 
+def _term_matches(term: dict, node: dict) -> bool:
+    """A NodeSelectorTerm: all its label expressions and field expressions (only metadata.name
+    exists); an empty term matches nothing."""
+    exprs, field_exprs = term.get("matchExpressions") or [], term.get("matchFields") or []
+    if not exprs and not field_exprs:
+        return False
+    labels = node["metadata"].get("labels") or {}
+    fields = {"metadata.name": node["metadata"].get("name")}
+    return all(_requirement_holds(r, labels.get) for r in exprs) and \
+        all(_requirement_holds(r, fields.get) for r in field_exprs)
+
+
+def preferred_weight(pod: dict, node: dict) -> int:
+    """preferredDuringSchedulingIgnoredDuringExecution: the summed weights of the terms `node` matches."""
+    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
+    return sum(int(p.get("weight") or 0) for p in affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+               if _term_matches(p.get("preference") or {}, node))
+
+
 def node_affinity_matches(pod: dict, node: dict) -> bool:
     """requiredDuringSchedulingIgnoredDuringExecution: any one term, all of a term's label
     expressions and field expressions (only metadata.name exists)."""
@@ -97,16 +117,7 @@ def node_affinity_matches(pod: dict, node: dict) -> bool:
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     if not required:
         return True
-    labels = node["metadata"].get("labels") or {}
-    fields = {"metadata.name": node["metadata"].get("name")}
-    for term in required.get("nodeSelectorTerms") or []:
-        exprs, field_exprs = term.get("matchExpressions") or [], term.get("matchFields") or []
-        if not exprs and not field_exprs:
-            continue  # an empty term matches nothing
-        if all(_requirement_holds(r, labels.get) for r in exprs) and \
-                all(_requirement_holds(r, fields.get) for r in field_exprs):
-            return True
-    return False
+    return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
 
 
 def _selector(pod: dict, node: dict) -> str | None:
@@ -212,12 +223,14 @@ def score(pod: dict, nodes: list[dict], pods: list[dict]) -> dict:
     owner = meta.controller_ref(pod)
     owner_uid = owner.get("uid") if owner else None
 
-    def key(node: dict) -> tuple[int, int, str]:
+    def key(node: dict) -> tuple[int, int, int, str]:
         name = node["metadata"]["name"]
         on_node = [p for p in pods if p.get("spec", {}).get("nodeName") == name
                    and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")]
         same = sum(1 for p in on_node if owner_uid and (meta.controller_ref(p) or {}).get("uid") == owner_uid)
-        return same, len(on_node), name
+        # Preferred node affinity first: on nodes alike in everything else (as here), it is what
+        # decides among kube-scheduler's scores too.
+        return -preferred_weight(pod, node), same, len(on_node), name
     return min(nodes, key=key)
 
 

@@ -62,7 +62,23 @@ def test_scheduler_honours_required_node_affinity():
     assert fits({}) == []  # an empty term matches no node
     preferred = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
         {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z9"]}]}}]}}
-    assert len(scheduler.filter_nodes(pod("p", affinity=preferred), nodes)[0]) == 3
+    assert len(scheduler.filter_nodes(pod("p", affinity=preferred), nodes)[0]) == 3  # a preference filters nothing
+
+
+def test_scheduler_prefers_the_nodes_a_pod_prefers_then_spreads():
+    nodes = [node("a", labels={"zone": "z1"}), node("b", labels={"zone": "z2", "ssd": "yes"}), node("c")]
+    busy_b = [pod("x1", "b", owner="web"), pod("x2", "b", owner="web")]
+
+    def chosen(*prefs) -> str:
+        affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": w, "preference": {"matchExpressions": [{"key": k, "operator": "Exists"}]}} for w, k in prefs]}}
+        return scheduler.score(pod("new", owner="web", affinity=affinity), nodes, busy_b)["metadata"]["name"]
+
+    assert chosen((10, "ssd")) == "b"  # preferred, though it already runs two of the same owner
+    assert chosen((10, "ssd"), (20, "zone")) == "b"  # both terms: 30 against 20
+    assert chosen((50, "ssd"), (10, "zone")) == "b"
+    assert chosen((5, "ssd"), (10, "nothing")) == "b"
+    assert chosen() == "a"  # no preference: spreading away from b, then the name
 
 
 def test_scheduler_spreads_a_replicaset():
