@@ -251,8 +251,10 @@ class NodeAgent:
                 log.exception("%s stopped", what)
 
         loop = asyncio.get_running_loop()
+        rotation = proxyloop.Rotation()
+        self.kubelet.out_of_rotation = rotation.out_of_rotation
         self._tasks.append(loop.create_task(guarded("service proxy", proxyloop.run(
-            self.client, self.cfg, self.name, self.cfg.node_ip(self.index))), name="proxy"))
+            self.client, self.cfg, self.name, self.cfg.node_ip(self.index), rotation)), name="proxy"))
         policies = netpolloop.NetworkPolicyLoop(self.client, self.name)
         self.kubelet.admit_pod_network = policies.admit
         self._tasks.append(loop.create_task(guarded("network policy", policies.run()), name="network-policy"))

@@ -148,6 +148,8 @@ def _pod_label(pod: dict) -> str:
 
 
 DRAIN_SECONDS = 0.5
+# At most this long for the node's proxy to take a terminating pod out of rotation, before the drain.
+ROTATION_WAIT_SECONDS = 5.0
 # The sandbox image a runtime runs as the PID 1 of a pod that shares its PID namespace (containerd
 # 2.x's default).
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
@@ -604,8 +606,15 @@ class PodWorker:
             # ready=false, terminating=true (out of rotation) and serving=true (still a fallback when
             # no endpoint is ready). Waiting a moment before stopping the processes lets that reach
             # every node's proxy first, so that deleting a pod takes it out of rotation before it stops
-            # answering (what a preStop sleep does on a real cluster).
-            await asyncio.sleep(min(DRAIN_SECONDS, grace))
+            # answering (what a preStop sleep does on a real cluster). On a loaded machine that can
+            # take longer than DRAIN_SECONDS, so the wait starts once this node's own proxy has done it
+            # (every proxy gets the same watch events at about the same time), within the grace period.
+            deadline = time.monotonic() + grace
+            ip = self.view.pod_ip
+            if self.k.out_of_rotation is not None and ip and self.sandbox is not None and not self.sandbox.host_network:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.k.out_of_rotation(ip), min(ROTATION_WAIT_SECONDS, grace))
+            await asyncio.sleep(max(0.0, min(DRAIN_SECONDS, deadline - time.monotonic())))
         regular = [r.name for r in self.containers if r.name in self.procs]
         others = [r.name for r in self.inits if r.name in self.procs]
         for group in (regular, others):
@@ -1234,6 +1243,9 @@ class Kubelet:
         # The node's NetworkPolicy enforcer (set by the agent): awaited with each new pod's IP
         # before its containers start, so that a policy selecting it holds from the first packet.
         self.admit_pod_network: Callable[[dict, str], Awaitable[None]] | None = None
+        # The node's Service proxy (set by the agent): awaited with a terminating pod's IP until that
+        # proxy has taken it out of rotation.
+        self.out_of_rotation: Callable[[str], Awaitable[None]] | None = None
         self.shutdown_grace = 0.5  # the agent stops only for `skiff down`: the whole cluster is going away
         try:
             self.host_resolv: str | None = Path("/etc/resolv.conf").read_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 
 from skiff.client.informer import Informer
 from skiff.client.rest import Client
@@ -23,7 +24,45 @@ log = logging.getLogger("skiff.proxy")
 COALESCE_SECONDS = 0.005
 
 
-async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) -> None:
+def _in_rotation(ip: str, slices: Iterable[dict]) -> bool:
+    """Whether any of `slices` lists `ip` as a ready endpoint (one the proxy sends new connections to)."""
+    return any(ip in (ep.get("addresses") or []) and (ep.get("conditions") or {}).get("ready") is not False
+               for sl in slices for ep in sl.get("endpoints") or [])
+
+
+class Rotation:
+    """Lets the kubelet wait until this node's proxy has taken a terminating pod out of rotation: the
+    slices it last programmed list the pod's IP as ready nowhere. The answer is computed after a sync
+    only while someone waits, so syncs cost nothing more otherwise."""
+
+    def __init__(self) -> None:
+        self._waiters: list[tuple[str, asyncio.Future[None]]] = []
+        self._slices: Callable[[], Iterable[dict]] = lambda: ()
+
+    async def out_of_rotation(self, ip: str) -> None:
+        """Return once the programmed slices no longer list `ip` as ready."""
+        if not _in_rotation(ip, self._slices()):
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((ip, fut))
+        try:
+            await fut
+        finally:
+            self._waiters = [(i, f) for i, f in self._waiters if f is not fut]
+
+    def synced(self, slices: Callable[[], Iterable[dict]]) -> None:
+        """After a sync that programmed `slices()`."""
+        self._slices = slices
+        if not self._waiters:
+            return
+        current = list(slices())
+        for ip, fut in self._waiters:
+            if not fut.done() and not _in_rotation(ip, current):
+                fut.set_result(None)
+
+
+async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str,
+              rotation: Rotation | None = None) -> None:
     node = NodeContext(node_name=node_name, node_ips=(node_ip,), pod_cidr=cfg.pod_cidr,
                        service_cidr=cfg.service_cidr)
     builder = RulesetBuilder(node)
@@ -82,6 +121,8 @@ async def run(client: Client, cfg: ClusterConfig, node_name: str, node_ip: str) 
             result = await sync_or_retry_later(applier, rs, changed, "the Service proxy's nftables table")
             if result is None:
                 continue
+            if rotation is not None:
+                rotation.synced(lambda: (sl for group in slices_by_service.values() for sl in group.values()))
             flows = stale_udp_flows(prev_udp, rs.udp_destinations)
             if flows:
                 await delete_flows(flows)
