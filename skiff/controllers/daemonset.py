@@ -37,7 +37,7 @@ from skiff.controllers.base import (
 from skiff.controllers.deployment import template_hash
 from skiff.controllers.podcontrol import Expectations, create_and_delete, pod_handler
 from skiff.controllers.replicaset import available, owned_pods
-from skiff.scheduler.scheduler import node_affinity_matches, node_is_ready, tolerates
+from skiff.scheduler.scheduler import node_is_ready, node_selection_matches, tolerates
 
 log = logging.getLogger("skiff.controllers.daemonset")
 
@@ -81,9 +81,7 @@ def node_should_run(ds: dict, node: dict) -> tuple[bool, bool]:
     spec = pod["spec"]
     if spec.get("nodeName") and spec["nodeName"] != node["metadata"]["name"]:
         return False, False
-    labels = node["metadata"].get("labels") or {}
-    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()) or \
-            not node_affinity_matches(pod, node):
+    if not node_selection_matches(pod, node):
         return False, False
     run = keep = True
     for taint in node.get("spec", {}).get("taints") or []:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from skiff.api import meta
@@ -45,6 +46,7 @@ class Plan:
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     requeue_after: float | None = None
     delete_job: bool = False  # its ttlSecondsAfterFinished has passed
+    counted: list[str] = field(default_factory=list)  # uids of the finished pods the status counts
 
 
 def _ts(t: float) -> str:
@@ -114,8 +116,9 @@ def _finished_at(pod: dict) -> float:
     return latest or (_time(pod["metadata"].get("creationTimestamp")) or 0.0)
 
 
-def plan(job: dict, pods: list[dict], now: float) -> Plan:
-    """What the controller does next for `job`, given the pods it owns."""
+def plan(job: dict, pods: list[dict], now: float, counted: Iterable[str] = ()) -> Plan:
+    """What the controller does next for `job`, given the pods it owns and the finished ones its
+    status already counts (the previous Plan's `counted`)."""
     spec, old_status = job.get("spec") or {}, job.get("status") or {}
     out = Plan(status=copy.deepcopy(old_status))
     status = out.status
@@ -131,7 +134,7 @@ def plan(job: dict, pods: list[dict], now: float) -> Plan:
     active = [p for p in alive if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
 
     # Counts only grow: the pods behind them may be deleted once counted.
-    counted = set(old_status.get("_counted") or [])
+    counted = set(counted)
     done_indexes = parse_indexes(old_status.get("completedIndexes"))
     succeeded, failed = old_status.get("succeeded", 0), old_status.get("failed", 0)
     for p in succeeded_pods:
@@ -152,7 +155,6 @@ def plan(job: dict, pods: list[dict], now: float) -> Plan:
         if uid not in counted:
             counted.add(uid)
             failed += 1
-    status.pop("_counted", None)
     restarts = 0 if never else sum(cs.get("restartCount", 0) for p in active
                                    for cs in (p.get("status") or {}).get("containerStatuses") or [])
 
@@ -231,7 +233,7 @@ def plan(job: dict, pods: list[dict], now: float) -> Plan:
             status.pop(key, None)
     if indexed and not status.get("completedIndexes"):
         status.pop("completedIndexes", None)
-    status["_counted"] = sorted(counted)
+    out.counted = sorted(counted)
 
     ttl = spec.get("ttlSecondsAfterFinished")
     ended = _condition(status, "Complete") or _condition(status, "Failed")
@@ -288,10 +290,10 @@ async def run(ctx) -> None:
     queue = WorkQueue()
     exp = Expectations()
     recorder = EventRecorder(client, "job-controller")
-    # Job uid -> the status last computed for it, with the uids of the finished pods its counts
+    # Job uid -> the status last computed for it and the uids of the finished pods its counts
     # include: the informer's copy may not show that status yet, and counting a pod again from a
     # stale copy would run it again.
-    known: dict[str, dict] = {}
+    known: dict[str, tuple[dict, list[str]]] = {}
 
     def on_job(etype: str, job: dict, old: dict | None) -> None:
         if etype == "DELETED":
@@ -314,10 +316,10 @@ async def run(ctx) -> None:
         uid = job["metadata"]["uid"]
         owned = owned_pods(job, pods.list(ns))
         if uid not in known:
-            known[uid] = {**copy.deepcopy(job.get("status") or {}), "_counted": already_counted(job, owned)}
-        p = plan({**job, "status": known[uid]}, owned, time.time())
-        known[uid] = copy.deepcopy(p.status)
-        p.status.pop("_counted")
+            known[uid] = (copy.deepcopy(job.get("status") or {}), already_counted(job, owned))
+        status, counted = known[uid]
+        p = plan({**job, "status": status}, owned, time.time(), counted)
+        known[uid] = (copy.deepcopy(p.status), p.counted)
         if p.delete_job:
             try:
                 await client.delete(JOBS, ns, job["metadata"]["name"], propagation="Background")

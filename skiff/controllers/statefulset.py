@@ -30,6 +30,7 @@ from skiff.client.informer import WorkQueue, run_workers
 from skiff.client.rest import ClientError
 from skiff.controllers.base import PODS, STATEFULSETS, EventRecorder, pod_is_ready, split_key, write_status
 from skiff.controllers.deployment import template_hash
+from skiff.controllers.podcontrol import Expectations, pod_handler
 from skiff.controllers.replicaset import available, owned_pods
 
 log = logging.getLogger("skiff.controllers.statefulset")
@@ -158,56 +159,42 @@ async def run(ctx) -> None:
     pods = ctx.informer(PODS)
     queue = WorkQueue()
     recorder = EventRecorder(client, "statefulset-controller")
-    # Pods created or deleted and not yet seen: the plan waits for the cache, as expectations do.
-    pending: dict[str, set[str]] = {}
+    exp = Expectations()  # pods created or deleted and not yet seen: the plan waits for the cache
 
     sets.add_handler(lambda t, o, old: queue.add(meta.key_of(o)))
-
-    def on_pod(etype: str, pod: dict, old: dict | None) -> None:
-        ref = meta.controller_ref(pod)
-        if not ref or ref.get("kind") != "StatefulSet":
-            return
-        key = f"{pod['metadata']['namespace']}/{ref['name']}"
-        name = pod["metadata"]["name"]
-        if etype == "ADDED" or etype == "DELETED" or pod["metadata"].get("deletionTimestamp"):
-            pending.get(key, set()).discard(name)
-        queue.add(key)
-
-    pods.add_handler(on_pod)
+    pods.add_handler(pod_handler("StatefulSet", exp, queue.add))
     await ctx.wait_synced(STATEFULSETS, PODS)
 
     async def sync(key: str) -> None:
         sts = sets.get(key)
         if sts is None or sts["metadata"].get("deletionTimestamp"):
-            pending.pop(key, None)
             return
-        if pending.get(key):
+        if not exp.satisfied(key):
             queue.add_after(key, 0.2)
             return
         ns, _ = split_key(key)
         p = plan(sts, owned_pods(sts, pods.list(ns)), time.time())
+        exp.expect(key, adds=len(p.create), dels=set(p.delete))
         for ordinal in p.create:
             body = pod_for(sts, ordinal)
             name = body["metadata"]["name"]
-            pending.setdefault(key, set()).add(name)
             try:
                 await client.create(PODS, ns, body, field_manager="statefulset-controller")
                 await recorder.record(sts, "Normal", "SuccessfulCreate",
                                       f"create Pod {name} in StatefulSet {sts['metadata']['name']} successful")
             except ClientError as e:
-                pending[key].discard(name)
+                exp.lower(key, 1)
                 await recorder.record(sts, "Warning", "FailedCreate",
                                       f"create Pod {name} in StatefulSet {sts['metadata']['name']} failed error: {e}")
                 if e.code != 409:
                     raise
         for name in p.delete:
-            pending.setdefault(key, set()).add(name)
             try:
                 await client.delete(PODS, ns, name)
                 await recorder.record(sts, "Normal", "SuccessfulDelete",
                                       f"delete Pod {name} in StatefulSet {sts['metadata']['name']} successful")
             except ClientError as e:
-                pending[key].discard(name)
+                exp.observed_delete(key, name)
                 if e.code != 404:
                     raise
         await write_status(client, STATEFULSETS, sts, p.status, queue)

@@ -120,12 +120,15 @@ def node_affinity_matches(pod: dict, node: dict) -> bool:
     return any(_term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
 
 
-def _selector(pod: dict, node: dict) -> str | None:
+def node_selection_matches(pod: dict, node: dict) -> bool:
+    """The pod's nodeSelector and required node affinity both admit `node`."""
     labels = node["metadata"].get("labels") or {}
-    if any(labels.get(k) != v for k, v in (pod.get("spec", {}).get("nodeSelector") or {}).items()) or \
-            not node_affinity_matches(pod, node):
-        return "node(s) didn't match Pod's node affinity/selector"
-    return None
+    return all(labels.get(k) == v for k, v in (pod.get("spec", {}).get("nodeSelector") or {}).items()) and \
+        node_affinity_matches(pod, node)
+
+
+def _selector(pod: dict, node: dict) -> str | None:
+    return None if node_selection_matches(pod, node) else "node(s) didn't match Pod's node affinity/selector"
 
 
 # In kube-scheduler's plugin order (NodeUnschedulable, TaintToleration, NodeAffinity): a node is

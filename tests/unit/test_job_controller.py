@@ -47,10 +47,15 @@ def pod(phase: str = "Running", index: int | None = None, restarts: int = 0, fin
     return p
 
 
+_counted: dict[int, list[str]] = {}  # id(job) -> the previous plan's counted pods
+
+
 def step(j: dict, pods: list[dict], now: float = T0):
-    """One sync, the Job carrying the status it produced (as the controller remembers it)."""
-    out = plan(j, pods, now)
+    """One sync, the Job carrying the status it produced and the pods it counted (as the controller
+    remembers them)."""
+    out = plan(j, pods, now, _counted.get(id(j), ()))
     j["status"] = copy.deepcopy(out.status)
+    _counted[id(j)] = out.counted
     return out
 
 
